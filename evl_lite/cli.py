@@ -1,0 +1,116 @@
+"""Command line: ``python -m evl_lite <command>``.
+
+Every command prints machine-readable JSON where it reports numbers, so tests and
+benchmarks can parse it. Bad input ends with a one-line error naming the file and the
+problem (exit status 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from evl_lite.errors import ECGDataError
+
+
+def _print_json(obj: object) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def _data_summary(args: argparse.Namespace) -> int:
+    from evl_lite.data import summary
+
+    _print_json(summary(args.path))
+    return 0
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from evl_lite.synthetic import generate_dataset
+
+    out = generate_dataset(args.out, n_records=args.records, seed=args.seed, write_hr=args.hr, progress=True)
+    _print_json({"out": str(out), "records": args.records, "seed": args.seed})
+    return 0
+
+
+def _data_download(args: argparse.Namespace) -> int:
+    from evl_lite.download import PTBXL_URL, download_ptbxl
+
+    dest = download_ptbxl(args.dest, base_url=args.base_url or PTBXL_URL, include=args.include or None)
+    _print_json({"dest": str(dest)})
+    return 0
+
+
+def _bench_synth(args: argparse.Namespace) -> int:
+    from evl_lite.synthetic import benchmark_generation
+
+    _print_json(benchmark_generation(n_records=args.records, seed=args.seed))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from evl_lite.notebook_runner import run_collection
+
+    summary = run_collection(
+        mode=args.mode, data_source=args.data, data_dir=args.path, out_dir=args.out, seed=args.seed,
+        only=args.only,
+    )
+    failed = [name for name, entry in summary["notebooks"].items() if entry["status"] != "ok"]
+    print(json.dumps({"out": summary["out_dir"], "failed": failed, "seconds": summary["seconds"]}))
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m evl_lite",
+        description="EVL-ECG Lite: data, benchmarks and the notebook course from the command line.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = commands.add_parser("data", help="inspect, generate or download ECG datasets in the PTB-XL layout")
+    data_cmds = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    p = data_cmds.add_parser("summary", help="print records, superclass counts and fold sizes as JSON")
+    p.add_argument("path", help="directory in the PTB-XL layout")
+    p.set_defaults(func=_data_summary)
+    p = data_cmds.add_parser("synth", help="write a synthetic dataset in the PTB-XL layout")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--records", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hr", action="store_true", help="also write 500 Hz records (records500/)")
+    p.set_defaults(func=_data_synth)
+    p = data_cmds.add_parser("download", help="download a public dataset (resumable, SHA-256 verified)")
+    p.add_argument("dataset", choices=["ptbxl"])
+    p.add_argument("dest", help="destination directory")
+    p.add_argument("--base-url", default=None, help="mirror to download from (default: PhysioNet)")
+    p.add_argument("--include", nargs="*", help="only files whose path starts with one of these prefixes")
+    p.set_defaults(func=_data_download)
+
+    bench = commands.add_parser("bench", help="benchmarks that print their figures as JSON")
+    bench_cmds = bench.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
+    p = bench_cmds.add_parser("synth", help="time the synthetic generator (target: 2,000 records <= 60 s)")
+    p.add_argument("--records", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_bench_synth)
+
+    p = commands.add_parser("run", help="execute the notebook collection with papermill")
+    p.add_argument("--mode", choices=["smoke", "workshop"], default="smoke")
+    p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
+    p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
+    p.add_argument("--out", required=True, help="where executed notebooks and summary.json go")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", nargs="*", default=None, help="run only notebooks whose name starts with these")
+    p.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ECGDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

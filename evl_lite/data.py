@@ -1,0 +1,371 @@
+"""One data layer for real PTB-XL and the synthetic generator's output.
+
+Reads the PTB-XL layout (Wagner et al. 2020, Scientific Data 7:154):
+``ptbxl_database.csv`` + ``scp_statements.csv`` + WFDB records under
+``records100/`` (100 Hz) or ``records500/`` (500 Hz). Labels are aggregated as
+in the PTB-XL benchmark (Strodthoff et al. 2021, helme/ecg_ptbxl_benchmarking):
+every SCP code of a record whose statement has ``diagnostic == 1`` contributes
+its ``diagnostic_class`` (superclass) and ``diagnostic_subclass``, whatever its
+likelihood. The benchmark split is strat_fold 1-8 train, 9 validation, 10 test.
+
+Every problem with the files raises :class:`~evl_lite.errors.ECGDataError`
+naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import wfdb
+from tqdm.auto import tqdm
+
+from evl_lite.constants import LEADS, SPLIT_FOLDS, SUPERCLASSES
+from evl_lite.errors import ECGDataError
+
+DATABASE_CSV = "ptbxl_database.csv"
+STATEMENTS_CSV = "scp_statements.csv"
+
+# Lead names seen in the wild -> the canonical PTB-XL name (compared upper-case, spaces removed).
+LEAD_ALIASES: dict[str, str] = {
+    **{lead: lead for lead in LEADS},
+    "LEADI": "I", "LEADII": "II", "LEADIII": "III",
+    "MLII": "II",
+}
+
+# Bytes per sample of the WFDB formats PTB-XL-like data uses, to catch truncated .dat files.
+_BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5}
+
+# Physical units accepted, with the factor that converts them to millivolts.
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+
+
+@dataclass
+class PTBXL:
+    """A dataset in the PTB-XL layout: metadata, statements and the label sets of every record.
+
+    ``database`` is indexed by ``ecg_id``; ``statements`` by SCP code. Label columns added by
+    :func:`load_ptbxl`: ``scp`` (dict code -> likelihood), ``superclasses``, ``subclasses``,
+    ``statements_all`` (lists of names).
+    """
+
+    root: Path
+    database: pd.DataFrame
+    statements: pd.DataFrame
+
+    @property
+    def ecg_ids(self) -> np.ndarray:
+        return self.database.index.to_numpy()
+
+    def split_ids(self, split: str) -> np.ndarray:
+        """ecg_ids of a benchmark split ("train" folds 1-8, "val" 9, "test" 10, or "all")."""
+        if split == "all":
+            return self.ecg_ids
+        if split not in SPLIT_FOLDS:
+            raise ValueError(f"unknown split {split!r}; expected one of {[*SPLIT_FOLDS, 'all']}")
+        folds = self.database["strat_fold"]
+        return self.database.index[folds.isin(SPLIT_FOLDS[split])].to_numpy()
+
+    def superclass_targets(self, ecg_ids: Sequence[int] | None = None) -> np.ndarray:
+        """Multi-hot superclass targets y [N, 5] in SUPERCLASSES order."""
+        rows = self.database if ecg_ids is None else self.database.loc[list(ecg_ids)]
+        return multi_hot(rows["superclasses"], SUPERCLASSES)
+
+    def record_base(self, ecg_id: int, sampling_rate: int = 100) -> Path:
+        """Path (without extension) of a record at 100 or 500 Hz, checked to stay inside ``root``."""
+        column = {100: "filename_lr", 500: "filename_hr"}.get(sampling_rate)
+        if column is None:
+            raise ValueError(f"PTB-XL stores records at 100 or 500 Hz, not {sampling_rate}")
+        csv = self.root / DATABASE_CSV
+        if column not in self.database.columns:
+            raise ECGDataError(csv, f"has no column {column!r} for {sampling_rate} Hz records")
+        rel = self.database.at[ecg_id, column]
+        if not isinstance(rel, str) or not rel.strip():
+            raise ECGDataError(csv, f"ecg_id {ecg_id} has no {sampling_rate} Hz record ({column} is empty)")
+        return safe_join(self.root, rel, csv)
+
+    def available_rates(self) -> list[int]:
+        """Sampling rates for which every record lists a file."""
+        rates = []
+        for rate, column in ((100, "filename_lr"), (500, "filename_hr")):
+            if column in self.database.columns:
+                names = self.database[column].fillna("").astype(str).str.strip()
+                if len(names) and (names != "").all():
+                    rates.append(rate)
+        return rates
+
+
+def safe_join(root: Path, relative: str, source: Path) -> Path:
+    """``root / relative``, refusing absolute paths and paths that escape ``root``."""
+    rel = Path(relative.strip())
+    target = (root / rel).resolve()
+    if rel.is_absolute() or not target.is_relative_to(root.resolve()):
+        raise ECGDataError(source, f"path {relative!r} points outside the dataset directory {root}")
+    return root / rel
+
+
+def multi_hot(label_lists: Iterable[Sequence[str]], classes: Sequence[str]) -> np.ndarray:
+    """Lists of class names -> float32 multi-hot matrix [N, len(classes)]."""
+    index = {name: i for i, name in enumerate(classes)}
+    lists = list(label_lists)
+    y = np.zeros((len(lists), len(classes)), dtype=np.float32)
+    for row, names in enumerate(lists):
+        for name in names:
+            if name in index:
+                y[row, index[name]] = 1.0
+    return y
+
+
+def parse_scp_codes(raw: object, csv: Path, ecg_id: object) -> dict[str, float]:
+    """Parse one ``scp_codes`` cell, e.g. ``"{'NORM': 100.0, 'SR': 0.0}"``."""
+    if isinstance(raw, float) and math.isnan(raw):
+        return {}
+    try:
+        value = ast.literal_eval(str(raw))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in value.items()
+    ):
+        raise ECGDataError(
+            csv, f"ecg_id {ecg_id}: scp_codes {str(raw)[:80]!r} does not parse as a dict of code -> likelihood"
+        )
+    return {k.strip(): float(v) for k, v in value.items()}
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    if not path.is_file():
+        raise ECGDataError(path, "file is missing (a PTB-XL directory needs ptbxl_database.csv and scp_statements.csv)")
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ECGDataError(path, f"cannot be read as CSV ({exc})") from None
+
+
+def load_statements(root: str | os.PathLike) -> pd.DataFrame:
+    """``scp_statements.csv`` indexed by SCP code, with ``diagnostic``/``form``/``rhythm`` as 0/1."""
+    path = Path(root) / STATEMENTS_CSV
+    table = _read_csv(path, index_col=0)
+    missing = {"diagnostic", "diagnostic_class", "diagnostic_subclass"} - set(table.columns)
+    if missing:
+        raise ECGDataError(path, f"lacks the column(s) {sorted(missing)}")
+    table.index = table.index.astype(str).str.strip()
+    for flag in ("diagnostic", "form", "rhythm"):
+        if flag in table.columns:
+            table[flag] = pd.to_numeric(table[flag], errors="coerce").fillna(0).astype(int)
+    return table
+
+
+def load_ptbxl(root: str | os.PathLike, unknown_codes: str = "error") -> PTBXL:
+    """Read a dataset in the PTB-XL layout and derive its label sets.
+
+    ``unknown_codes``: what to do with an SCP code missing from ``scp_statements.csv``:
+    ``"error"`` (default: ECGDataError naming the record and the code) or ``"ignore"``
+    (the code is kept in ``scp`` but contributes to no label set).
+    """
+    if unknown_codes not in ("error", "ignore"):
+        raise ValueError("unknown_codes must be 'error' or 'ignore'")
+    root = Path(root)
+    if not root.is_dir():
+        raise ECGDataError(root, "dataset directory does not exist")
+    csv = root / DATABASE_CSV
+    statements = load_statements(root)
+    database = _read_csv(csv)
+    for column in ("ecg_id", "scp_codes"):
+        if column not in database.columns:
+            raise ECGDataError(csv, f"lacks the column {column!r}")
+    database = database.set_index("ecg_id")
+    if "filename_lr" not in database.columns and "filename_hr" not in database.columns:
+        raise ECGDataError(csv, "lacks both filename_lr and filename_hr: no record can be found")
+    if database.index.has_duplicates:
+        dup = database.index[database.index.duplicated()][0]
+        raise ECGDataError(csv, f"ecg_id {dup} appears more than once")
+    if "strat_fold" not in database.columns:
+        database["strat_fold"] = np.nan
+    database["strat_fold"] = pd.to_numeric(database["strat_fold"], errors="coerce")
+
+    diagnostic = statements[statements["diagnostic"] == 1]
+    known = set(statements.index)
+    scp, supers, subs, alls = [], [], [], []
+    for ecg_id, raw in database["scp_codes"].items():
+        codes = parse_scp_codes(raw, csv, ecg_id)
+        unknown = [c for c in codes if c not in known]
+        if unknown and unknown_codes == "error":
+            raise ECGDataError(
+                csv, f"ecg_id {ecg_id}: SCP code(s) {unknown} not found in {STATEMENTS_CSV}"
+            )
+        diag = [c for c in codes if c in diagnostic.index]
+        scp.append(codes)
+        supers.append(_unique(diagnostic.loc[diag, "diagnostic_class"]))
+        subs.append(_unique(diagnostic.loc[diag, "diagnostic_subclass"]))
+        alls.append([c for c in codes if c in known])
+    database["scp"] = scp
+    database["superclasses"] = supers
+    database["subclasses"] = subs
+    database["statements_all"] = alls
+    return PTBXL(root=root, database=database, statements=statements)
+
+
+def _unique(values: pd.Series) -> list[str]:
+    return sorted({str(v) for v in values if isinstance(v, str) and v.strip()})
+
+
+def summary(root: str | os.PathLike) -> dict:
+    """Counts a user checks first: records, multi-label superclass counts, fold sizes."""
+    db = load_ptbxl(root)
+    y = db.superclass_targets()
+    folds = db.database["strat_fold"].dropna().astype(int).value_counts().sort_index()
+    subclass_counts = pd.Series([s for subs in db.database["subclasses"] for s in subs]).value_counts()
+    return {
+        "path": str(db.root),
+        "records": int(len(db.database)),
+        "superclass_counts": {name: int(y[:, i].sum()) for i, name in enumerate(SUPERCLASSES)},
+        "records_without_superclass": int((y.sum(axis=1) == 0).sum()),
+        "fold_sizes": {str(k): int(v) for k, v in folds.items()},
+        "split_sizes": {split: int(len(db.split_ids(split))) for split in SPLIT_FOLDS},
+        "subclass_counts": {str(k): int(v) for k, v in subclass_counts.items()},
+        "sampling_rates": db.available_rates(),
+    }
+
+
+# --------------------------------------------------------------------------- records
+
+
+def canonical_lead_name(name: str) -> str | None:
+    """'aVR', ' avr', 'Lead II' -> 'AVR', 'AVR', 'II'; None for leads outside the 12 (e.g. 'vx')."""
+    key = name.strip().upper().replace(" ", "")
+    return LEAD_ALIASES.get(key)
+
+
+def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tuple[np.ndarray, float]:
+    """Read one WFDB record as x [12, T] float32 in mV (leads in LEADS order) and its rate.
+
+    Handling (documented and tested): leads are reordered to the standard order and names
+    matched case-insensitively (aVR == AVR); extra leads (e.g. Frank leads vx, vy, vz of the
+    15-lead PTB layout) are dropped; a lead recorded as -aVR is negated back; microvolts and
+    volts are converted to mV; ``NU`` (already normalised units) is accepted only with
+    ``allow_normalised=True``. Everything else raises ECGDataError: missing files, a .dat
+    shorter or longer than its header says, missing leads, NaN/inf samples.
+    """
+    base = Path(base)
+    hea = base.with_name(base.name + ".hea")
+    if not hea.is_file():
+        raise ECGDataError(hea, "header file is missing")
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as exc:  # wfdb raises many types for a malformed header
+        raise ECGDataError(hea, f"header cannot be parsed ({type(exc).__name__}: {exc})") from None
+    if not header.sig_name or not header.sig_len:
+        raise ECGDataError(hea, "header lists no signals or no samples")
+    _check_dat_sizes(base, header)
+
+    names = [canonical_lead_name(n) if not n.strip().startswith("-") else None for n in header.sig_name]
+    negated = [n.strip().upper().replace(" ", "") == "-AVR" for n in header.sig_name]
+    channels: dict[str, int] = {}
+    for i, (name, neg) in enumerate(zip(names, negated, strict=True)):
+        lead = "AVR" if neg else name
+        if lead is not None and lead not in channels:
+            channels[lead] = i
+    missing = [lead for lead in LEADS if lead not in channels]
+    if missing:
+        raise ECGDataError(
+            hea, f"has {len(header.sig_name)} lead(s) {header.sig_name}; missing {missing} of the 12 standard leads"
+        )
+
+    factors = []
+    for lead in LEADS:
+        unit = str(header.units[channels[lead]] or "").strip()
+        if unit.lower() in _UNIT_TO_MV:
+            factors.append(_UNIT_TO_MV[unit.lower()])
+        elif unit.upper() == "NU" and allow_normalised:
+            factors.append(1.0)
+        else:
+            raise ECGDataError(hea, f"lead {lead} is in unit {unit!r}; expected mV, uV or V"
+                               + (" (NU needs allow_normalised=True)" if unit.upper() == "NU" else ""))
+
+    try:
+        record = wfdb.rdrecord(str(base), channels=[channels[lead] for lead in LEADS])
+    except Exception as exc:
+        raise ECGDataError(base.with_name(base.name + ".dat"), f"cannot be read ({type(exc).__name__}: {exc})") from None
+    signal = np.asarray(record.p_signal, dtype=np.float64).T  # [12, T]
+    signal *= np.asarray(factors)[:, None]
+    for row, lead in enumerate(LEADS):
+        if negated[channels[lead]]:
+            signal[row] = -signal[row]
+    bad = ~np.isfinite(signal)
+    if bad.any():
+        rows = sorted({LEADS[r] for r in np.nonzero(bad)[0]})
+        raise ECGDataError(
+            base.with_name(base.name + ".dat"), f"{int(bad.sum())} NaN/inf or invalid samples in lead(s) {rows}"
+        )
+    return signal.astype(np.float32), float(header.fs)
+
+
+def _check_dat_sizes(base: Path, header: wfdb.Record) -> None:
+    """Compare each .dat file's size with what the header promises (catches truncation)."""
+    per_file: dict[str, list[str]] = {}
+    for file_name, fmt in zip(header.file_name, header.fmt, strict=True):
+        per_file.setdefault(file_name, []).append(str(fmt))
+    for file_name, fmts in per_file.items():
+        dat = base.parent / file_name
+        if not dat.is_file():
+            raise ECGDataError(dat, "signal file named in the header is missing")
+        if any(f not in _BYTES_PER_SAMPLE for f in fmts):
+            continue  # exotic format: let wfdb decide
+        expected = math.ceil(header.sig_len * sum(_BYTES_PER_SAMPLE[f] for f in fmts))
+        size = dat.stat().st_size
+        if size < expected:
+            raise ECGDataError(
+                dat,
+                f"holds {size} bytes but the header promises {header.sig_len} samples x {len(fmts)} "
+                f"lead(s) = {expected} bytes (truncated file, or header and data disagree)",
+            )
+        if size > expected:
+            raise ECGDataError(
+                dat,
+                f"holds {size} bytes but the header promises only {expected} "
+                f"({header.sig_len} samples x {len(fmts)} leads): header and data disagree",
+            )
+
+
+def load_signals(
+    db: PTBXL,
+    ecg_ids: Sequence[int] | None = None,
+    sampling_rate: int = 100,
+    allow_normalised: bool = False,
+    progress: bool = True,
+) -> np.ndarray:
+    """Read records into one array x [N, 12, T] float32 (mV).
+
+    Records are read at ``sampling_rate`` (100 or 500 Hz, the two PTB-XL stores); a record
+    whose header gives another rate is resampled to it. All records must have the same
+    duration, otherwise the offending file is named.
+    """
+    ids = db.ecg_ids if ecg_ids is None else np.asarray(ecg_ids)
+    if len(ids) == 0:
+        raise ECGDataError(db.root / DATABASE_CSV, "the requested split holds no records")
+    out: np.ndarray | None = None
+    iterator = tqdm(ids, desc=f"reading {len(ids)} records", disable=not progress, leave=False)
+    for i, ecg_id in enumerate(iterator):
+        base = db.record_base(int(ecg_id), sampling_rate)
+        x, fs = read_record(base, allow_normalised=allow_normalised)
+        if round(fs) != sampling_rate:
+            from evl_lite.preprocessing import resample
+
+            x = resample(x, fs, sampling_rate).astype(np.float32)
+        if out is None:
+            out = np.empty((len(ids), len(LEADS), x.shape[1]), dtype=np.float32)
+        if x.shape[1] != out.shape[2]:
+            raise ECGDataError(
+                base.with_name(base.name + ".hea"),
+                f"lasts {x.shape[1]} samples at {sampling_rate} Hz; earlier records last {out.shape[2]}",
+            )
+        out[i] = x
+    assert out is not None
+    return out

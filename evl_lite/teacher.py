@@ -1,0 +1,246 @@
+"""The teacher: a mini ECG foundation model, a transformer encoder over lead-aware patches.
+
+EVL-ECG distils a large transformer ECG model; this is its laptop-scale stand-in. Each lead
+of ``x [B, 12, T]`` is cut into non-overlapping patches of ``patch_len`` samples (a
+ViT-style patch embedding, Dosovitskiy et al. 2021, applied per lead). Every patch is
+linearly embedded and gets a learned lead embedding plus a learned time-position
+embedding, so the 12 * P tokens know which lead and which moment they come from:
+
+    h_{l,p} = W x_{l,p} + b + E_lead[l] + E_time[p]            x_{l,p} in R^{patch_len}
+
+A CLS token is prepended and the sequence runs through a stock ``transformers`` BERT
+encoder (``BertEncoder``, Devlin et al. 2019; post-LayerNorm blocks). The CLS output is
+the pooled embedding and feeds a linear classifier.
+
+Foundation stage (``masked_patch_loss``): SimMIM / MAE-style masked patch modelling
+(Xie et al. 2022; He et al. 2022). A random share of patches is replaced by a learned
+mask token *before* the lead and time embeddings are added (so the model knows where the
+hole is, not what is in it), and a linear head reconstructs the hidden samples. The loss is
+the mean squared error over masked patches only:
+
+    L = 1 / (|M| * patch_len) * sum_{(l,p) in M} || xhat_{l,p} - x_{l,p} ||^2
+
+Built from ``ECGTransformerConfig`` at run time; nothing is downloaded. Checkpoints are
+written by ``save_pretrained`` as ``config.json`` + ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import BertConfig, PretrainedConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.models.bert.modeling_bert import BertEncoder, BertSelfAttention
+
+from evl_lite.errors import ECGDataError
+from evl_lite.model_output import ModelOutput, TokenLayout, check_ecg_batch
+
+
+class ECGTransformerConfig(PretrainedConfig):
+    """Hyper-parameters of the teacher (a ``transformers`` config: saved as ``config.json``)."""
+
+    model_type = "ecg_transformer"
+
+    n_leads: int = 12
+    patch_len: int = 25  # samples per patch: 0.25 s at 100 Hz
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    ffn: int = 512  # hidden width of each block's feed-forward network
+    dropout: float = 0.1
+    n_classes: int = 5
+    max_patches_per_lead: int = 40  # longest input: 40 * 25 = 1000 samples (10 s at 100 Hz)
+    fs: float = 100.0  # sampling rate in Hz, used by the token layout
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+
+    def bert_config(self) -> BertConfig:
+        """The matching ``BertConfig`` for the stock encoder blocks."""
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
+        return BertConfig(
+            hidden_size=self.d_model,
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            intermediate_size=self.ffn,
+            hidden_act="gelu",
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            layer_norm_eps=self.layer_norm_eps,
+            initializer_range=self.initializer_range,
+            attn_implementation="sdpa",
+        )
+
+
+class ECGTransformer(PreTrainedModel):
+    """Transformer teacher: ``forward(x [B, 12, T]) -> ModelOutput`` with 12 * T / patch_len tokens."""
+
+    config_class = ECGTransformerConfig
+    config: ECGTransformerConfig
+    base_model_prefix = "ecg_transformer"
+    main_input_name = "x"
+
+    def __init__(self, config: ECGTransformerConfig):
+        super().__init__(config)
+        d = config.d_model
+        self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
+        self.lead_embed = nn.Embedding(config.n_leads, d)
+        self.time_embed = nn.Embedding(config.max_patches_per_lead, d)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.embed_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.embed_dropout = nn.Dropout(config.dropout)
+        self.encoder = BertEncoder(config.bert_config())
+        self.head_dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(d, config.n_classes)
+        self.reconstruction_head = nn.Linear(d, config.patch_len)  # token [d] -> patch [patch_len]
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, ECGTransformer):
+            init.normal_(module.cls_token, std=self.config.initializer_range)
+            init.normal_(module.mask_token, std=self.config.initializer_range)
+
+    # ------------------------------------------------------------------ input
+    def check_input(self, x: Tensor) -> int:
+        """Validate ``x [B, n_leads, T]`` and return the number of patches per lead P = T / patch_len."""
+        cfg = self.config
+        check_ecg_batch(x, cfg.n_leads, type(self).__name__)
+        t, max_t = x.shape[2], cfg.max_patches_per_lead * cfg.patch_len
+        if t % cfg.patch_len or t > max_t:
+            raise ECGDataError(
+                None,
+                f"{type(self).__name__} expects x of shape [B, {cfg.n_leads}, T] with T a multiple of "
+                f"patch_len={cfg.patch_len} and T <= {max_t}; got shape {list(x.shape)}",
+            )
+        return t // cfg.patch_len
+
+    def patchify(self, x: Tensor) -> Tensor:
+        """[B, 12, T] -> [B, 12, P, patch_len] non-overlapping patches of each lead."""
+        b, n_leads, t = x.shape
+        return x.reshape(b, n_leads, t // self.config.patch_len, self.config.patch_len)
+
+    # ---------------------------------------------------------------- encoder
+    def _encode(self, x: Tensor, mask: Tensor | None, output_attentions: bool) -> tuple[Tensor, tuple | None]:
+        """Embed, optionally mask, and encode. Returns hidden [B, 1 + 12 * P, d] (CLS first) and attentions."""
+        patches = self.patchify(x)  # [B, 12, P, L]
+        b, n_leads, n_patches, _ = patches.shape
+        h = self.patch_embed(patches)  # [B, 12, P, d]
+        if mask is not None:  # [B, 12, P] bool: hide the content, keep the position
+            h = torch.where(mask[..., None], self.mask_token.to(h.dtype), h)
+        h = h + self.lead_embed.weight[None, :, None, :] + self.time_embed.weight[None, None, :n_patches, :]
+        h = h.reshape(b, n_leads * n_patches, -1)  # [B, N, d], lead-major
+        h = torch.cat([self.cls_token.expand(b, -1, -1), h], dim=1)  # [B, 1 + N, d]
+        h = self.embed_dropout(self.embed_norm(h))
+        with self._recording_attentions(output_attentions) as attentions:
+            h = self.encoder(h).last_hidden_state  # [B, 1 + N, d]
+        return h, (tuple(attentions) if output_attentions else None)
+
+    @contextmanager
+    def _recording_attentions(self, enabled: bool) -> Iterator[list[Tensor]]:
+        """Collect each layer's attention weights [B, heads, 1 + N, 1 + N] while enabled.
+
+        Fused SDPA attention does not expose its weights, so the encoder switches to the
+        (mathematically identical) eager implementation for the duration.
+        """
+        maps: list[Tensor] = []
+        if not enabled:
+            yield maps
+            return
+        bert_config = self.encoder.config
+        previous = bert_config._attn_implementation
+        bert_config._attn_implementation = "eager"
+        hooks = [
+            m.register_forward_hook(lambda _m, _inp, out: maps.append(out[1]))
+            for m in self.encoder.modules()
+            if isinstance(m, BertSelfAttention)
+        ]
+        try:
+            yield maps
+        finally:
+            for hook in hooks:
+                hook.remove()
+            bert_config._attn_implementation = previous
+
+    def forward(self, x: Tensor, output_attentions: bool = False) -> ModelOutput:
+        """x [B, 12, T] -> logits [B, 5], tokens [B, 12 * T / patch_len, d], pooled [B, d] (CLS)."""
+        n_patches = self.check_input(x)
+        hidden, attentions = self._encode(x, mask=None, output_attentions=output_attentions)
+        pooled = hidden[:, 0]  # [B, d] CLS
+        cfg = self.config
+        return ModelOutput(
+            logits=self.classifier(self.head_dropout(pooled)),  # [B, n_classes]
+            tokens=hidden[:, 1:],  # [B, N, d]
+            pooled=pooled,
+            token_layout=TokenLayout.lead_patches(cfg.n_leads, n_patches * cfg.patch_len, cfg.patch_len, cfg.fs),
+            attentions=attentions,
+        )
+
+    # ------------------------------------------------------- foundation stage
+    def random_patch_mask(self, x: Tensor, mask_ratio: float, generator: torch.Generator | None = None) -> Tensor:
+        """Mask [B, 12, P] bool with exactly round(mask_ratio * 12 * P) (at least 1) patches per record."""
+        if not 0.0 < mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1); got {mask_ratio}")
+        n_patches = self.check_input(x)
+        b, n_tokens = x.shape[0], self.config.n_leads * n_patches
+        n_masked = max(1, round(mask_ratio * n_tokens))
+        scores = torch.rand(b, n_tokens, generator=generator, device=x.device)  # [B, N]
+        ranks = scores.argsort(dim=1).argsort(dim=1)  # rank of each token's score
+        return (ranks < n_masked).reshape(b, self.config.n_leads, n_patches)
+
+    def masked_patch_loss(
+        self,
+        x: Tensor,
+        mask_ratio: float = 0.5,
+        generator: torch.Generator | None = None,
+        mask: Tensor | None = None,
+        normalize_target: bool = False,
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """Masked patch reconstruction loss on x [B, 12, T] (see the module docstring).
+
+        ``mask`` [B, 12, P] bool (True = hidden) overrides the random mask drawn with
+        ``mask_ratio`` and ``generator``. Targets are the raw samples of each patch (inputs are
+        already standardised per lead by the preprocessing); with ``normalize_target`` each
+        patch is z-scored first, as in MAE's normalised-pixel variant.
+
+        Returns the scalar loss and ``details``: ``mask`` [B, 12, P], ``prediction`` and
+        ``target`` [B, 12, P, patch_len] (prediction for every patch; only masked ones count).
+        """
+        n_patches = self.check_input(x)
+        if mask is None:
+            mask = self.random_patch_mask(x, mask_ratio, generator)
+        expected = (x.shape[0], self.config.n_leads, n_patches)
+        if mask.shape != expected or mask.dtype != torch.bool:
+            raise ValueError(f"mask must be a bool tensor of shape {list(expected)}; got {mask.dtype} {list(mask.shape)}")
+        if not mask.any():
+            raise ValueError("mask hides no patch: the loss would be empty")
+        hidden, _ = self._encode(x, mask=mask, output_attentions=False)
+        prediction = self.reconstruction_head(hidden[:, 1:]).reshape(*expected, -1)  # [B, 12, P, L]
+        target = self.patchify(x)  # [B, 12, P, L]
+        if normalize_target:
+            mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        per_patch = (prediction - target).pow(2).mean(-1)  # [B, 12, P]
+        loss = per_patch[mask].mean()
+        return loss, {"mask": mask, "prediction": prediction, "target": target}
+
+    # ------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> ECGTransformer:
+        """Load a local checkpoint directory written by ``save_pretrained`` (never the hub)."""
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():
+            raise ECGDataError(path, "teacher checkpoint directory not found")
+        for name in ("config.json", "model.safetensors"):
+            if not (path / name).is_file():
+                raise ECGDataError(path, f"not a teacher checkpoint: {name} is missing")
+        kwargs.setdefault("local_files_only", True)
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(path, *args, **kwargs)

@@ -1,0 +1,65 @@
+"""The project's setup promises: pinned dependencies in step, CI calls the README's test command."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(requirements: list[str]) -> dict[str, str]:
+    pins = {}
+    for req in requirements:
+        name, sep, version = req.partition("==")
+        assert sep, f"{req!r} is not pinned with =="
+        pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def _pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    return _pins(reqs)
+
+
+def test_environment_yml_lists_what_pyproject_lists():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_lists) == 1
+    assert _pins(pip_lists[0]) == _pyproject_pins()
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_lock_file_agrees_with_pyproject_and_pins_cpu_torch():
+    lock = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            lock[name.strip().lower()] = version.strip()
+    for name, version in _pyproject_pins().items():
+        assert lock.get(name) == version, f"requirements.lock pins {name}=={lock.get(name)}, pyproject {version}"
+    assert lock["torch"] == "2.13.0"
+    assert not any(name.startswith(("nvidia-", "triton")) for name in lock), "a CUDA build crept into the lock"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make run" in readme
+    assert re.search(r"^make test$", ci, flags=re.M), ".ci/run must call `make test`"
+
+
+def test_cli_help_lists_the_commands():
+    out = subprocess.run([sys.executable, "-m", "evl_lite", "--help"], capture_output=True, text=True, check=True)
+    for command in ("data", "bench", "run"):
+        assert re.search(rf"^\s+{command}\s", out.stdout, flags=re.M), f"{command} missing from --help"
+    out = subprocess.run([sys.executable, "-m", "evl_lite", "data", "--help"], capture_output=True, text=True,
+                         check=True)
+    for command in ("summary", "synth", "download"):
+        assert command in out.stdout
