@@ -97,19 +97,23 @@ def prepare_splits(
 
 
 class ECGDataset(Dataset):
-    """Items ``{"x": [12, T'], "y": [5], "index": i}``; T' = ``crop`` samples when cropping.
+    """Items ``{"x": [12, T'], "y": [5], "index": i, "start": s}``; T' = ``crop`` when cropping.
 
     ``crop``: length of a window in samples (None: the whole record). ``random_crop``: draw
-    the window start uniformly (training augmentation, from torch's global RNG, so
-    ``torch.manual_seed`` makes it reproducible); otherwise the centred window.
+    the window start at random (training augmentation, from torch's global RNG, so
+    ``torch.manual_seed`` makes it reproducible): uniformly, or among ``window_starts`` when
+    given (a fixed grid lets a teacher-output cache hold every window); otherwise the
+    centred window.
     """
 
-    def __init__(self, split: ECGSplit, crop: int | None = None, random_crop: bool = False):
+    def __init__(self, split: ECGSplit, crop: int | None = None, random_crop: bool = False,
+                 window_starts: Sequence[int] | None = None):
         if crop is not None and not 0 < crop <= split.x.shape[-1]:
             raise ValueError(f"crop must be in 1..{split.x.shape[-1]} samples, not {crop}")
         self.split = split
         self.crop = crop
         self.random_crop = random_crop
+        self.window_starts = list(window_starts) if window_starts is not None else None
         self._x = torch.from_numpy(split.x)
         self._y = torch.from_numpy(split.y)
 
@@ -118,11 +122,17 @@ class ECGDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
         x = self._x[i]  # [12, T]
+        start = 0
         if self.crop is not None and self.crop < x.shape[-1]:
             span = x.shape[-1] - self.crop
-            start = int(torch.randint(span + 1, ()).item()) if self.random_crop else span // 2
+            if not self.random_crop:
+                start = span // 2
+            elif self.window_starts:
+                start = self.window_starts[int(torch.randint(len(self.window_starts), ()).item())]
+            else:
+                start = int(torch.randint(span + 1, ()).item())
             x = x[:, start:start + self.crop]
-        return {"x": x, "y": self._y[i], "index": i}
+        return {"x": x, "y": self._y[i], "index": i, "start": start}
 
 
 def make_loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = False, seed: int = 0,

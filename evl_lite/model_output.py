@@ -1,4 +1,4 @@
-"""The output contract shared by the teacher and the student, and the input check both apply.
+"""The contract shared by the teacher and the student: their output, and the input and checkpoint checks.
 
 EVL-ECG distils a transformer into a CNN: the two models cut the ECG into tokens in
 different ways (lead-aware patches vs. time positions of a feature map), with different
@@ -11,12 +11,16 @@ transport, relation matching) only need, from either model, the same four things
 - ``token_layout``            what each token covers on the ECG, so that figures can map an
                               attention map or a transport plan back onto the 12 leads.
 
-The teacher can also return its attention maps (``attentions``).
+The teacher can also return its attention maps (``attentions``). Both models check their
+input at the boundary (``check_ecg_batch``) and their checkpoints before loading
+(``check_state_shapes``), so bad input fails with a clear ``ECGDataError``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +34,8 @@ class TokenLayout:
 
     Token ``i`` sees lead ``lead[i]`` (``-1``: all leads at once, as a CNN's time position
     does) over samples ``start[i] <= t < end[i]`` (half-open, clipped to ``[0, n_samples]``).
-    All tensors are ``[N]`` int64 on the CPU; divide by ``fs`` for seconds.
+    All tensors are ``[N]`` int64 on the CPU; divide by ``fs`` for seconds. The helpers cache
+    their layouts (a model makes the same one for every batch of length T): treat them as read-only.
     """
 
     lead: Tensor  # [N] lead index 0..11, or -1 for "all leads"
@@ -57,6 +62,7 @@ class TokenLayout:
         return self.start / self.fs, self.end / self.fs
 
     @classmethod
+    @functools.lru_cache(maxsize=64)
     def lead_patches(cls, n_leads: int, n_samples: int, patch_len: int, fs: float) -> TokenLayout:
         """Layout of lead-aware patch tokens in lead-major order: token ``l * P + p`` is patch p of lead l.
 
@@ -68,6 +74,7 @@ class TokenLayout:
         return cls(lead=lead, start=start, end=start + patch_len, fs=fs, n_samples=n_samples)
 
     @classmethod
+    @functools.lru_cache(maxsize=64)
     def time_positions(
         cls, n_positions: int, n_samples: int, stride: int, offset: int, size: int, fs: float
     ) -> TokenLayout:
@@ -115,5 +122,24 @@ def check_ecg_batch(x: Tensor, n_leads: int, model_name: str) -> None:
         raise ECGDataError(None, f"{expected}; got dtype {x.dtype}")
     if x.shape[0] == 0 or x.shape[2] == 0:
         raise ECGDataError(None, f"{expected} with B, T > 0; got shape {list(x.shape)}")
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.sum()):  # one reduction: any NaN or inf makes the sum non-finite
         raise ECGDataError(None, f"{model_name}: x contains NaN or infinite values")
+
+
+def check_state_shapes(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], path: Path
+) -> None:
+    """Raise one clear ``ECGDataError`` if checkpoint tensors ``found`` do not fit the model's ``expected``.
+
+    Both map parameter names to shapes; missing, unexpected and mis-shaped tensors are listed.
+    """
+    problems = [
+        f"{k}: checkpoint {list(found[k])} vs model {list(shape)}"
+        for k, shape in expected.items()
+        if k in found and tuple(found[k]) != tuple(shape)
+    ]
+    problems += [f"missing {k}" for k in expected if k not in found]
+    problems += [f"unexpected {k}" for k in found if k not in expected]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        raise ECGDataError(path, f"weights do not match the model built from config.json: {shown}")

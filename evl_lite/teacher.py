@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import Tensor, nn
 from transformers import BertConfig, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.models.bert.modeling_bert import BertEncoder, BertSelfAttention
 
 from evl_lite.errors import ECGDataError
-from evl_lite.model_output import ModelOutput, TokenLayout, check_ecg_batch
+from evl_lite.model_output import ModelOutput, TokenLayout, check_ecg_batch, check_state_shapes
 
 
 class ECGTransformerConfig(PretrainedConfig):
@@ -129,7 +130,7 @@ class ECGTransformer(PreTrainedModel):
 
     # ---------------------------------------------------------------- encoder
     def _encode(self, x: Tensor, mask: Tensor | None, output_attentions: bool) -> tuple[Tensor, tuple | None]:
-        """Embed, optionally mask, and encode. Returns hidden [B, 1 + 12 * P, d] (CLS first) and attentions."""
+        """Embed, optionally mask, encode: hidden [B, 1 + 12 * P, d] (CLS first) and attentions."""
         patches = self.patchify(x)  # [B, 12, P, L]
         b, n_leads, n_patches, _ = patches.shape
         h = self.patch_embed(patches)  # [B, 12, P, d]
@@ -179,19 +180,25 @@ class ECGTransformer(PreTrainedModel):
             logits=self.classifier(self.head_dropout(pooled)),  # [B, n_classes]
             tokens=hidden[:, 1:],  # [B, N, d]
             pooled=pooled,
-            token_layout=TokenLayout.lead_patches(cfg.n_leads, n_patches * cfg.patch_len, cfg.patch_len, cfg.fs),
+            token_layout=TokenLayout.lead_patches(
+                cfg.n_leads, n_patches * cfg.patch_len, cfg.patch_len, cfg.fs
+            ),
             attentions=attentions,
         )
 
     # ------------------------------------------------------- foundation stage
-    def random_patch_mask(self, x: Tensor, mask_ratio: float, generator: torch.Generator | None = None) -> Tensor:
-        """Mask [B, 12, P] bool with exactly round(mask_ratio * 12 * P) (at least 1) patches per record."""
+    def random_patch_mask(
+        self, x: Tensor, mask_ratio: float, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Mask [B, 12, P] bool hiding exactly round(mask_ratio * 12 * P) (at least 1) patches per record."""
         if not 0.0 < mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1); got {mask_ratio}")
         n_patches = self.check_input(x)
         b, n_tokens = x.shape[0], self.config.n_leads * n_patches
         n_masked = max(1, round(mask_ratio * n_tokens))
-        scores = torch.rand(b, n_tokens, generator=generator, device=x.device)  # [B, N]
+        # Drawn on the generator's device, so a CPU generator gives the same mask for CPU and GPU input.
+        device = generator.device if generator is not None else x.device
+        scores = torch.rand(b, n_tokens, generator=generator, device=device).to(x.device)  # [B, N]
         ranks = scores.argsort(dim=1).argsort(dim=1)  # rank of each token's score
         return (ranks < n_masked).reshape(b, self.config.n_leads, n_patches)
 
@@ -218,7 +225,8 @@ class ECGTransformer(PreTrainedModel):
             mask = self.random_patch_mask(x, mask_ratio, generator)
         expected = (x.shape[0], self.config.n_leads, n_patches)
         if mask.shape != expected or mask.dtype != torch.bool:
-            raise ValueError(f"mask must be a bool tensor of shape {list(expected)}; got {mask.dtype} {list(mask.shape)}")
+            got = f"{mask.dtype} {list(mask.shape)}"
+            raise ValueError(f"mask must be a bool tensor of shape {list(expected)}; got {got}")
         if not mask.any():
             raise ValueError("mask hides no patch: the loss would be empty")
         hidden, _ = self._encode(x, mask=mask, output_attentions=False)
@@ -233,14 +241,39 @@ class ECGTransformer(PreTrainedModel):
 
     # ------------------------------------------------------------ checkpoints
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> ECGTransformer:
-        """Load a local checkpoint directory written by ``save_pretrained`` (never the hub)."""
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any
+    ) -> ECGTransformer:
+        """Load a local checkpoint directory written by ``save_pretrained`` (never the hub).
+
+        Stricter than ``transformers``: a ``config=`` that differs from the saved one, or weights
+        that do not fit the saved config (missing, unexpected or mis-shaped tensors), raise an
+        ``ECGDataError`` naming the directory, where ``transformers`` would re-initialise layers.
+        """
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
             raise ECGDataError(path, "teacher checkpoint directory not found")
         for name in ("config.json", "model.safetensors"):
             if not (path / name).is_file():
                 raise ECGDataError(path, f"not a teacher checkpoint: {name} is missing")
+        saved = ECGTransformerConfig.from_pretrained(path)
+        requested = kwargs.get("config")
+        if isinstance(requested, ECGTransformerConfig):
+            diff = {k: (getattr(saved, k), getattr(requested, k)) for k in CONFIG_FIELDS}
+            diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+            if diff:
+                raise ECGDataError(
+                    path, f"checkpoint config differs from the requested one: {diff} (saved, requested)"
+                )
+        with torch.device("meta"):  # shapes only, no memory
+            expected = {k: tuple(v.shape) for k, v in cls(saved).state_dict().items()}
+        with safe_open(path / "model.safetensors", framework="pt") as weights:
+            found = {k: tuple(weights.get_slice(k).get_shape()) for k in weights.keys()}
+        check_state_shapes(expected, found, path)
         kwargs.setdefault("local_files_only", True)
         kwargs.setdefault("use_safetensors", True)
         return super().from_pretrained(path, *args, **kwargs)
+
+
+# The teacher's own hyper-parameters (not the transformers bookkeeping such as `dtype`).
+CONFIG_FIELDS: tuple[str, ...] = tuple(ECGTransformerConfig.__annotations__)

@@ -1,0 +1,315 @@
+"""One training loop for the teacher, the scratch student and every distilled student.
+
+Built on HF Accelerate, so the same code runs on a CPU, one GPU or many processes
+(``accelerate launch``) unchanged. The objective is a plug-in :class:`Objective`
+(an ``nn.Module``): its learnable parts (a distillation loss's projectors) are optimised
+with the model. Recipe after the PTB-XL benchmark (Strodthoff et al. 2021): AdamW with a
+one-cycle schedule, random fixed-length crops for training, and evaluation as the maximum
+of the sigmoid outputs over sliding windows; model selection and early stopping on the
+validation macro-AUC.
+
+Every epoch writes ``history.csv``/``history.json`` and a checkpoint directory atomically
+(written aside, then renamed), so an interrupted run resumes where it stopped
+(``resume=True``) and reaches the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from evl_lite.dataset import ECGDataset, ECGSplit, make_loader
+from evl_lite.evaluation import macro_auc
+from evl_lite.model_output import ModelOutput
+from evl_lite.notebook_runner import write_json_atomic
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one run (defaults: the PTB-XL benchmark's recipe, scaled down)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-2  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 1e-2
+    crop: int | None = 250  # training window in samples (2.5 s at 100 Hz); None = whole record
+    eval_windows: int = 7  # sliding windows at evaluation, prediction = max over windows
+    patience: int | None = None  # early stopping after this many epochs without improvement
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    best_val_auc: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    out_dir: str | None = None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels on the CPU."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def window_starts(length: int, crop: int | None, n_windows: int) -> list[int]:
+    """Start samples of ``n_windows`` evenly spaced crops covering a record of ``length``."""
+    if crop is None or crop >= length:
+        return [0]
+    return sorted({int(round(s)) for s in np.linspace(0, length - crop, max(n_windows, 1))})
+
+
+class Objective(nn.Module):
+    """A training objective: ``forward(output, batch, teacher_output) -> (loss, {term: value})``.
+
+    ``needs_teacher``: the loop then provides the teacher's output for the same inputs.
+    """
+
+    needs_teacher: bool = False
+
+    def forward(self, output: ModelOutput, batch: dict[str, Tensor],
+                teacher_output: ModelOutput | None = None) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+
+class Supervised(Objective):
+    """Multi-label binary cross-entropy on the superclass targets: BCE(sigmoid(z), y)."""
+
+    def forward(self, output, batch, teacher_output=None):
+        loss = F.binary_cross_entropy_with_logits(output.logits, batch["y"].float())
+        return loss, {"bce": float(loss.detach())}
+
+
+class Distillation(Objective):
+    """``w_sup * BCE + sum_k w_k * L_k(student, teacher, batch)`` over distillation losses L_k.
+
+    Each ``L_k`` is an ``nn.Module`` called ``(student_output, teacher_output, batch)`` that
+    returns ``(loss, extras)``; its parameters (projectors) train with the student.
+    """
+
+    needs_teacher = True
+
+    def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float] | None = None,
+                 supervised_weight: float = 1.0):
+        super().__init__()
+        self.losses = nn.ModuleDict(losses)
+        self.weights = {name: 1.0 for name in losses} | (weights or {})
+        self.supervised_weight = supervised_weight
+
+    def forward(self, output, batch, teacher_output=None):
+        if teacher_output is None:
+            raise ValueError("Distillation needs the teacher's output")
+        bce = F.binary_cross_entropy_with_logits(output.logits, batch["y"].float())
+        total = self.supervised_weight * bce
+        logs = {"bce": float(bce.detach())}
+        for name, loss_fn in self.losses.items():
+            value, _ = loss_fn(output, teacher_output, batch)
+            total = total + self.weights[name] * value
+            logs[name] = float(value.detach())
+        return total, logs
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: np.ndarray | Tensor, crop: int | None = 250, n_windows: int = 7,
+            batch_size: int = 64) -> np.ndarray:
+    """Sigmoid probabilities [N, C]: the maximum over sliding windows of ``crop`` samples."""
+    was_training = model.training
+    model.eval()
+    x = torch.as_tensor(x)
+    device = next(model.parameters()).device
+    starts = window_starts(x.shape[-1], crop, n_windows)
+    width = x.shape[-1] if crop is None else min(crop, x.shape[-1])
+    probs = []
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size].to(device)
+        per_window = [torch.sigmoid(model(chunk[..., s:s + width]).logits) for s in starts]
+        probs.append(torch.stack(per_window).amax(dim=0).float().cpu())
+    model.train(was_training)
+    return torch.cat(probs).numpy()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(directory: Path, model: nn.Module, objective: nn.Module, optimizer, scheduler,
+                     state: dict[str, Any], best_model_state: dict[str, Tensor]) -> None:
+    """Write the resumable state into ``directory`` atomically (temp dir, then rename)."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_file({k: v.detach().cpu().contiguous() for k, v in best_model_state.items()}, tmp / "best_model.safetensors")
+    objective_state = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
+    if objective_state:
+        save_file(objective_state, tmp / "objective.safetensors")
+    # Optimiser/scheduler/RNG state hold only tensors and numbers: loaded back with weights_only=True.
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _find_checkpoint(directory: Path) -> Path | None:
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if (candidate / "state.json").is_file():
+            return candidate
+    return None
+
+
+def _write_history(out_dir: Path, history: list[dict[str, float]]) -> None:
+    write_json_atomic(out_dir / "history.json", history)
+    tmp = out_dir / ".history.csv.tmp"
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, out_dir / "history.csv")
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(
+    model: nn.Module,
+    train_split: ECGSplit,
+    val_split: ECGSplit,
+    config: TrainConfig | None = None,
+    objective: Objective | None = None,
+    teacher: Any | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Train ``model`` (returns ModelOutput) on ``train_split``, select on ``val_split`` macro-AUC.
+
+    ``teacher``: when the objective needs one, a callable ``(x, batch) -> ModelOutput`` such as
+    a frozen model or a :class:`~evl_lite.teacher_cache.TeacherCache`. At the end the model
+    holds the weights of the best validation epoch.
+    """
+    config = config or TrainConfig()
+    objective = objective or Supervised()
+    if objective.needs_teacher and teacher is None:
+        raise ValueError(f"{type(objective).__name__} needs a teacher")
+    seed_everything(config.seed)
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    out = Path(out_dir) if out_dir is not None else None
+
+    crop = config.crop if config.crop and config.crop < train_split.x.shape[-1] else None
+    starts = window_starts(train_split.x.shape[-1], crop, config.eval_windows)
+    train_ds = ECGDataset(train_split, crop=crop, random_crop=crop is not None, window_starts=starts)
+    val_ds = ECGDataset(val_split, crop=None)
+    train_loader = make_loader(train_ds, config.batch_size, shuffle=True, seed=config.seed)
+    val_loader = make_loader(val_ds, config.batch_size, shuffle=False)
+
+    params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * max(1, len(train_loader) // accelerator.num_processes
+                                + int(len(train_loader) % accelerator.num_processes > 0))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(steps, 1))
+    model, objective, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, objective, optimizer, train_loader, val_loader, scheduler
+    )
+    if teacher is not None and hasattr(teacher, "to"):
+        teacher = teacher.to(accelerator.device)
+
+    history: list[dict[str, float]] = []
+    best_auc, best_epoch, start_epoch = -1.0, -1, 0
+    unwrapped = accelerator.unwrap_model(model)
+    best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+    ckpt_dir = out / "checkpoint" if out is not None else None
+    if resume and ckpt_dir is not None and (found := _find_checkpoint(ckpt_dir)) is not None:
+        state = json.loads((found / "state.json").read_text())
+        unwrapped.load_state_dict(load_file(found / "model.safetensors"))
+        best_state = load_file(found / "best_model.safetensors")
+        if (found / "objective.safetensors").is_file():
+            accelerator.unwrap_model(objective).load_state_dict(load_file(found / "objective.safetensors"))
+        trainer_state = torch.load(found / "trainer_state.pt", weights_only=True)
+        optimizer.load_state_dict(trainer_state["optimizer"])
+        scheduler.load_state_dict(trainer_state["scheduler"])
+        torch.set_rng_state(trainer_state["torch_rng"])
+        history, best_auc, best_epoch = state["history"], state["best_auc"], state["best_epoch"]
+        start_epoch = state["epoch"] + 1
+
+    bar = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not (config.progress
+               and accelerator.is_main_process), initial=start_epoch, total=config.epochs)
+    for epoch in bar:
+        model.train()
+        objective.train()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for batch in train_loader:
+            output = model(batch["x"])
+            teacher_output = teacher(batch["x"], batch) if objective.needs_teacher else None
+            loss, logs = objective(output, batch, teacher_output)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if config.grad_clip:
+                accelerator.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            logs["loss"] = float(loss.detach())
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_batches += 1
+
+        val_auc = evaluate_loader(model, val_loader, accelerator, config.crop, config.eval_windows)
+        row = {"epoch": epoch, "val_macro_auc": val_auc, "lr": scheduler.get_last_lr()[0],
+               **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}}
+        history.append(row)
+        if val_auc > best_auc:
+            best_auc, best_epoch = val_auc, epoch
+            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_auc=f"{val_auc:.3f}")
+        if out is not None and accelerator.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_history(out, history)
+            _save_checkpoint(ckpt_dir, unwrapped, accelerator.unwrap_model(objective), optimizer, scheduler,
+                             {"epoch": epoch, "history": history, "best_auc": best_auc,
+                              "best_epoch": best_epoch, "config": asdict(config)}, best_state)
+        accelerator.wait_for_everyone()
+        if config.patience is not None and epoch - best_epoch >= config.patience:
+            break
+
+    unwrapped.load_state_dict(best_state)
+    return TrainResult(best_val_auc=best_auc, best_epoch=best_epoch, history=history,
+                       out_dir=str(out) if out else None)
+
+
+def evaluate_loader(model: nn.Module, loader, accelerator: Accelerator, crop: int | None,
+                    n_windows: int) -> float:
+    """Validation macro-AUC, with predictions gathered from every process."""
+    probs, targets = [], []
+    for batch in loader:
+        p = torch.from_numpy(predict(model, batch["x"], crop, n_windows)).to(batch["y"].device)
+        p, y = accelerator.gather_for_metrics((p, batch["y"]))
+        probs.append(p.cpu())
+        targets.append(y.cpu())
+    y_all = torch.cat(targets).numpy()
+    p_all = torch.cat(probs).numpy()
+    try:
+        return float(macro_auc(y_all, p_all)[0])
+    except ValueError:
+        return float("nan")
