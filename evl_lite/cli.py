@@ -49,6 +49,20 @@ def _bench_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_models(args: argparse.Namespace) -> int:
+    from evl_lite.benchmarks import bench_models
+
+    _print_json(bench_models(length=args.length, repeats=args.repeats))
+    return 0
+
+
+def _bench_distill(args: argparse.Namespace) -> int:
+    from evl_lite.benchmarks import bench_distillation_epoch
+
+    _print_json(bench_distillation_epoch(n_train=args.records))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from evl_lite.notebook_runner import run_collection
 
@@ -92,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_bench_synth)
+
+    p = bench_cmds.add_parser("models", help="teacher vs student: parameters, FLOPs, CPU latency, memory")
+    p.add_argument("--length", type=int, default=1000, help="input length in samples (10 s at 100 Hz)")
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions per latency figure")
+    p.set_defaults(func=_bench_models)
+    p = bench_cmds.add_parser("distill", help="distillation epoch (teacher cache) vs plain student epoch")
+    p.add_argument("--records", type=int, default=512, help="training records in the timed epoch")
+    p.set_defaults(func=_bench_distill)
 
     p = commands.add_parser("run", help="execute the notebook collection with papermill")
     p.add_argument("--mode", choices=["smoke", "workshop"], default="smoke")

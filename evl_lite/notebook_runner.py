@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evl_lite.atomic import write_json_atomic
+
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"SMOKE": True},  # tiny data and epochs: seconds per notebook, for tests
     "workshop": {"SMOKE": False},  # the notebooks' own defaults: meaningful numbers
@@ -30,14 +32,6 @@ def list_notebooks(directory: Path | None = None) -> list[Path]:
     """The course notebooks in order (``NN_name.ipynb``)."""
     directory = directory or notebook_dir()
     return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that a reader never sees a half-written file (temp file + os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ Signal Process. 2007:43407):
 
 for beats k at R-peak times t_k (beat-to-beat gains g_k,w follow respiration). A lead is the
 projection v_l(t) = L_l . d(t) on its lead vector L_l (Burger & van Milaan 1946): frontal-plane
-angles 0 deg (I) and 60 deg (II), horizontal-plane directions for V1-V6. III, aVR, aVL and aVF
+angles 0 deg (I) and 60 deg (II), Dower's chest-lead vectors for V1-V6. III, aVR, aVL and aVF
 are derived from I and II (Einthoven: III = II - I; Goldberger: aVR = -(I + II)/2,
 aVL = I - II/2, aVF = II - I/2), and noise enters at the electrodes (RA, LA, LL, V1-V6) before
 the leads are formed, so these identities hold in every written record.
@@ -20,20 +20,24 @@ Classes change the dipole sequence the way textbooks describe the pathology (Sur
 "Chou's Electrocardiography in Clinical Practice"): MI = initial QRS forces pointing away from
 the infarcted territory (pathological Q), loss of R toward it, an injury current toward it (ST
 elevation, reciprocal depression) and T inversion; STTC = ST depression (injury current away
-from a territory) and flat or inverted T; CD = right or left bundle branch block (late slow
-rightward-anterior R', or broad notched leftward-posterior R with discordant ST-T) or first
-degree AV block (PR > 200 ms); HYP = Sokolow-Lyon high voltage (S in V1 + R in V5/V6; Sokolow &
-Lyon 1949) with optional strain. Subject variability (axis, voltage with age, sex and habitus,
-intervals, electrode placement) makes the classes overlap. Heart rate 50-110 bpm with
+from a territory) and flat or inverted T; CD = complete or incomplete right bundle branch block
+(late slow rightward-anterior R'), left bundle branch block (broad notched leftward-posterior R,
+discordant ST-T), left anterior fascicular block (axis < -45 deg) or first degree AV block (PR >
+200 ms); HYP = Sokolow-Lyon high voltage (S in V1 + R in V5/V6; Sokolow & Lyon 1949) with optional
+strain. Each finding has a random severity (subtle ones get PTB-XL's lower likelihoods), and
+subject variability (axis, voltage with age, sex and habitus, intervals, electrode placement)
+makes the classes overlap. Heart rate 50-110 bpm with
 respiratory sinus arrhythmia and random RR jitter; QT follows Bazett (QTc * sqrt(RR)). Noise
 follows the components of the MIT-BIH noise stress test (Moody, Muldrow & Mark 1984): baseline
 wander (< 0.5 Hz), muscle (EMG) noise and 50/60 Hz powerline, with random per-record levels.
 
-Signals are synthesised at 500 Hz with 0.2 s margins and decimated to 100 Hz with
-``scipy.signal.resample_poly``. The files follow PTB-XL (Wagner et al. 2020, Sci. Data 7:154):
-``ptbxl_database.csv``, ``scp_statements.csv`` and WFDB records, plus ``synthetic_truth.csv``
-with the generating parameters. Every record draws from its own seed (seed, ecg_id), so the
-output is byte-identical for a seed whatever the number of worker processes.
+Signals are synthesised at 500 Hz with 0.2 s margins, freed of their mean (an AC-coupled
+recorder: PTB-XL's leads have mean ~0.003 mV, so a lead's mean cannot leak the T-wave area of a
+class) and decimated to 100 Hz with ``scipy.signal.resample_poly``. The files follow PTB-XL
+(Wagner et al. 2020, Sci. Data 7:154): ``ptbxl_database.csv``, ``scp_statements.csv`` and WFDB
+records, plus ``synthetic_truth.csv`` with the generating parameters. Every record draws from its
+own seed (seed, ecg_id), so the output is byte-identical for a seed whatever the number of worker
+processes.
 """
 
 from __future__ import annotations
@@ -99,8 +103,8 @@ SCP_ROWS: dict[str, str] = {
             "myocardial infarction,165,,,",
     "LVH": "LVH,left ventricular hypertrophy,1.0,,,HYP,LVH,Ventricular Hypertrophy,left ventricular "
            "hypertrophy,142,,C71076,",
-    "ISC_": "ISC_,non-specific ischemic,1.0,,,STTC,ISC_,Basic roots for coding ST-T changes and abnormalities,"
-            "ischemic ST-T changes,226,,,",
+    "ISC_": "ISC_,non-specific ischemic,1.0,,,STTC,ISC_,Basic roots for coding ST-T changes and "
+            "abnormalities,ischemic ST-T changes,226,,,",
     "1AVB": '1AVB,first degree AV block,1.0,,,CD,_AVB,"Sinus node dysfunction, atrial and AV-conduction '
             'defects",first degree AV block,,MDC_ECG_RHY_AV_HEART_BLK_DEG_1,C111088,',
     "ISCAL": "ISCAL,ischemic in anterolateral leads,1.0,,,STTC,ISCA,ischemic ST-T changes,in anterolateral "
@@ -111,6 +115,12 @@ SCP_ROWS: dict[str, str] = {
     "CLBBB": "CLBBB,complete left bundle branch block,1.0,,,CD,CLBBB,Intraventricular and intra-atrial "
              "Conduction disturbances,(complete) left bundle branch block,104,MDC_ECG_BEAT_LBB_BLK_COMP,"
              "C62269,D3-33120 or 122752",
+    "LAFB": "LAFB,left anterior fascicular block,1.0,,,CD,LAFB/LPFB,Intraventricular and intra-atrial "
+            "Conduction disturbances,left anterior fascicular block,101,MDC_ECG_BEAT_BLK_ANT_L_HEMI,C62267,"
+            "D3-33140",
+    "IRBBB": "IRBBB,incomplete right bundle branch block,1.0,,,CD,IRBBB,Intraventricular and intra-atrial "
+             "Conduction disturbances,incomplete right bundle branch block,105,MDC_ECG_BEAT_RBB_BLK_INCOMP,"
+             "C71048,D3-33112",
     "ILMI": "ILMI,inferolateral myocardial infarction,1.0,,,MI,IMI,Myocardial Infarction,inferolateral "
             "myocardial infarction,,,,",
     "AMI": "AMI,anterior myocardial infarction,1.0,,,MI,AMI,Myocardial Infarction,anterior myocardial "
@@ -155,7 +165,7 @@ def _rotate_frontal(v: np.ndarray, deg: float) -> np.ndarray:
 
 # Chest lead vectors V1..V6 [6, 3]: Dower's VCG-to-12-lead coefficients (Dower et al. 1980, J.
 # Electrocardiol. 13:189; Frank Z flipped to point anterior), scaled to the unit limb leads.
-_CHEST_VECTORS = 1.1 * np.array([
+_CHEST_VECTORS = 1.5 * np.array([
     [-0.515, 0.157, 0.917],
     [0.044, 0.164, 1.387],
     [0.882, 0.098, 1.277],
@@ -282,7 +292,8 @@ class Heart:
         if st_amp > 0:
             j = onset + self.qrs_s
             # injury current: rises at the J point, fades through the T wave
-            out.append(Wave("T", j + 0.02, 0.012, max(t_center - j, 0.05) * 0.6, st_amp, self.st_vec / st_amp))
+            fade = max(t_center - j, 0.05) * 0.6
+            out.append(Wave("T", j + 0.02, 0.012, fade, st_amp, self.st_vec / st_amp))
         return out
 
     def qrs_axis_deg(self) -> float:
@@ -313,7 +324,7 @@ def _normal_heart(rng: np.random.Generator, age: float, sex: int) -> Heart:
         p_la_share=rng.uniform(0.4, 0.55),
         p_ra_dir=_jitter(rng, [0.15, 0.9, 0.45], 0.1),
         p_la_dir=_jitter(rng, [0.85, 0.35, -0.45], 0.1),
-        q_amp=rng.uniform(0.05, 0.2) * habitus,
+        q_amp=rng.uniform(0.1, 0.3) * habitus,
         q_dir=_jitter(rng, [-0.7, 0.15, 0.7], 0.15),
         r_amp=1.1 * math.exp(rng.normal(0.0, 0.2)) * habitus,
         r_dir=_frontal(axis, rng.normal(-0.25, 0.12)),
@@ -328,44 +339,57 @@ def _normal_heart(rng: np.random.Generator, age: float, sex: int) -> Heart:
     return heart
 
 
-def _invert_t(heart: Heart, n: np.ndarray, rng: np.random.Generator, low: float, high: float) -> bool:
-    """Turn the T vector away from territory n [3]; True when T is now inverted there."""
-    beta = float(heart.t_dir @ n) + rng.uniform(low, high)
+def _invert_t(heart: Heart, n: np.ndarray, rng: np.random.Generator, low: float, high: float,
+              strength: float = 1.0) -> bool:
+    """Turn the T vector away from territory n [3] (strength 1: past perpendicular by U(low, high));
+    True when T is now inverted there."""
+    beta = strength * (float(heart.t_dir @ n) + rng.uniform(low, high))
     heart.t_dir = _unit(heart.t_dir - beta * n)
     return bool(heart.t_dir @ n < 0)
 
 
+def _likelihood(severity: float) -> float:
+    """PTB-XL-style certainty of a statement: subtle findings are coded 15-50%, clear ones 100%."""
+    return 15.0 if severity < 0.3 else 35.0 if severity < 0.45 else 50.0 if severity < 0.6 else 100.0
+
+
 def _apply_lvh(heart: Heart, rng: np.random.Generator) -> dict:
     """Left ventricular hypertrophy: high leftward-posterior voltage, slightly wide QRS, LA load."""
-    factor = rng.uniform(1.5, 2.2)
+    severity = rng.uniform(0.4, 1.0)
+    factor = 1.0 + severity * rng.uniform(0.7, 1.2)
     heart.r_amp *= factor
-    heart.s_amp *= rng.uniform(1.4, 2.1)
-    r = _rotate_frontal(heart.r_dir, -rng.uniform(0.0, 20.0))
-    r[2] -= rng.uniform(0.1, 0.3)
+    heart.s_amp *= 1.0 + severity * rng.uniform(0.4, 1.0)
+    r = _rotate_frontal(heart.r_dir, -severity * rng.uniform(0.0, 20.0))
+    r[2] -= severity * rng.uniform(0.1, 0.3)
     heart.r_dir = _unit(r)
-    heart.qrs_s += rng.uniform(0.005, 0.02)
-    heart.p_la_share = min(heart.p_la_share * 1.3, 0.75)
-    heart.p_dur_s += rng.uniform(0.0, 0.02)
+    heart.qrs_s += severity * rng.uniform(0.005, 0.02)
+    heart.p_la_share = min(heart.p_la_share * (1.0 + 0.3 * severity), 0.75)
+    heart.p_dur_s += severity * rng.uniform(0.0, 0.02)
     if rng.random() < 0.3:  # mild strain below the STTC threshold
         heart.st_vec -= rng.uniform(0.02, 0.05) * _unit([1.0, -0.3, 0.0])
         heart.t_amp *= rng.uniform(0.5, 0.9)
-    return {"hyp_voltage_factor": factor}
+    return {"hyp_severity": severity, "hyp_voltage_factor": factor,
+            "hyp_likelihood": 50.0 if severity < 0.5 else 100.0}
 
 
 def _apply_cd(heart: Heart, rng: np.random.Generator, kind: str) -> None:
-    """Conduction disturbance: CRBBB, CLBBB (wide QRS, secondary ST-T) or 1AVB (long PR)."""
+    """Conduction disturbance ``kind``: complete/incomplete RBBB (late rightward-anterior R'),
+    CLBBB (broad notched leftward R, discordant ST-T), LAFB (axis < -45 deg) or 1AVB (PR > 200 ms)."""
     if kind == "1AVB":
-        heart.pr_s = rng.uniform(0.21, 0.34)
-    elif kind == "CRBBB":
+        heart.pr_s = rng.uniform(0.205, 0.32)
+    elif kind in ("CRBBB", "IRBBB"):
+        complete = kind == "CRBBB"
         heart.conduction = "RBBB"
         heart.qrs_initial_s = heart.qrs_s
-        heart.qrs_s = rng.uniform(0.12, 0.16)
-        heart.rprime_amp = rng.uniform(0.5, 1.1) * heart.habitus
+        heart.qrs_s = (rng.uniform(0.12, 0.16) if complete
+                       else max(rng.uniform(0.10, 0.118), heart.qrs_s + 0.01))
+        heart.rprime_amp = (rng.uniform(0.5, 1.1) if complete else rng.uniform(0.2, 0.5)) * heart.habitus
         heart.rprime_dir = _jitter(rng, [-0.6, 0.05, 0.8], 0.12)
-        heart.rprime_sigma_s = rng.uniform(0.014, 0.02)
+        heart.rprime_sigma_s = rng.uniform(0.014, 0.02) if complete else rng.uniform(0.010, 0.014)
         heart.s_amp *= rng.uniform(0.5, 0.9)
-        heart.t_dir = _unit(heart.t_dir - rng.uniform(0.5, 1.0) * heart.rprime_dir)
-        heart.st_vec -= rng.uniform(0.02, 0.08) * heart.rprime_dir
+        secondary = 1.0 if complete else 0.3
+        heart.t_dir = _unit(heart.t_dir - secondary * rng.uniform(0.5, 1.0) * heart.rprime_dir)
+        heart.st_vec -= secondary * rng.uniform(0.02, 0.08) * heart.rprime_dir
     elif kind == "CLBBB":
         heart.conduction = "LBBB"
         heart.qrs_s = rng.uniform(0.13, 0.17)
@@ -378,6 +402,11 @@ def _apply_cd(heart: Heart, rng: np.random.Generator, kind: str) -> None:
         heart.t_dir = _unit(-mean_dir + rng.normal(0.0, 0.2, 3))
         heart.t_amp = rng.uniform(0.25, 0.55) * heart.habitus
         heart.st_vec -= rng.uniform(0.05, 0.15) * mean_dir
+    elif kind == "LAFB":
+        # left anterior hemiblock: late forces superior-leftward, initial forces inferior-rightward
+        heart.r_dir = _frontal(rng.uniform(-80.0, -45.0), heart.r_dir[2])
+        heart.q_dir = _jitter(rng, [-0.3, 1.0, 0.3], 0.15)
+        heart.qrs_s += rng.uniform(0.0, 0.015)
     else:
         raise ValueError(f"unknown conduction disturbance {kind!r}")
 
@@ -398,46 +427,50 @@ _STTC_TERRITORY = {
 
 
 def _apply_mi(heart: Heart, rng: np.random.Generator, code: str) -> dict:
-    """Myocardial infarction in the territory of ``code``: Q waves, lost R, ST elevation, T inversion."""
+    """Myocardial infarction in the territory of ``code``: Q waves, lost R, ST elevation (acute) or
+    T inversion (evolved), scaled by a severity so that small infarcts stay subtle."""
+    severity = rng.uniform(0.05, 1.0)
     n = _jitter(rng, _MI_TERRITORY[code], 0.1)
-    heart.qmi_amp = rng.uniform(0.25, 0.7) * heart.habitus
+    heart.qmi_amp = severity * rng.uniform(0.2, 0.7) * heart.habitus
     heart.qmi_dir = _jitter(rng, list(-n), 0.15)
     heart.qmi_sigma_s = rng.uniform(0.010, 0.014)
     toward = float(heart.r_dir @ n)
     if toward > 0:
-        heart.r_dir = _unit(heart.r_dir - rng.uniform(0.5, 1.0) * toward * n)
+        heart.r_dir = _unit(heart.r_dir - severity * rng.uniform(0.5, 1.0) * toward * n)
     if code in ("ASMI", "AMI"):
-        heart.q_amp *= rng.uniform(0.0, 0.3)  # septal r lost: QS in V1-V3
-    acute = bool(rng.random() < 0.35)
-    st = rng.uniform(0.1, 0.3) if acute else rng.uniform(0.0, 0.05)
+        heart.q_amp *= 1.0 - severity * rng.uniform(0.7, 1.0)  # septal r lost: QS in V1-V3
+    acute = bool(rng.random() < 0.25)
+    st = rng.uniform(0.08, 0.3) if acute else severity * rng.uniform(0.0, 0.05)
     heart.st_vec += st * n
     if not acute or rng.random() < 0.5:
-        _invert_t(heart, n, rng, 0.2, 0.7)
+        _invert_t(heart, n, rng, 0.2, 0.7, strength=severity)
     return {"mi_territory": "inferior" if code in ("IMI", "ILMI") else "anterior",
-            "mi_stage": "acute" if acute else "old", "mi_st_elevation_mv": st}
+            "mi_stage": "acute" if acute else "old", "mi_severity": severity, "mi_st_elevation_mv": st,
+            "mi_likelihood": 100.0 if acute else _likelihood(severity)}
 
 
-def _apply_sttc(heart: Heart, rng: np.random.Generator, code: str) -> list[str]:
-    """ST-T change ``code``; returns the descriptive form codes it also earns (STD_, INVT)."""
+def _apply_sttc(heart: Heart, rng: np.random.Generator, code: str) -> tuple[list[str], float]:
+    """ST-T change ``code``; returns the form codes it also earns (STD_, INVT) and its severity."""
+    severity = rng.uniform(0.2, 1.0)
     n = _unit(heart.r_dir + np.array([0.0, 0.0, 0.4])) if code == "ISC_" else _jitter(
         rng, _STTC_TERRITORY[code], 0.1)
     forms = []
     if code in ("ISCLA", "ISCAL", "ISC_"):
-        heart.st_vec -= rng.uniform(0.05, 0.2) * n
+        heart.st_vec -= severity * rng.uniform(0.05, 0.2) * n
         forms.append("STD_")
-        if _invert_t(heart, n, rng, 0.2, 0.8):
+        if _invert_t(heart, n, rng, 0.2, 0.8, strength=severity):
             forms.append("INVT")
         heart.t_amp *= rng.uniform(0.7, 1.2)
     elif code == "NDT":
-        heart.t_amp *= rng.uniform(0.1, 0.5)
-        if _invert_t(heart, n, rng, -0.3, 0.4):
+        heart.t_amp *= 1.0 - severity * rng.uniform(0.4, 0.9)
+        if _invert_t(heart, n, rng, -0.3, 0.4, strength=severity):
             forms.append("INVT")
     elif code == "NST_":
-        heart.st_vec -= rng.uniform(0.03, 0.08) * n
-        heart.t_amp *= rng.uniform(0.4, 0.8)
+        heart.st_vec -= severity * rng.uniform(0.03, 0.08) * n
+        heart.t_amp *= 1.0 - severity * rng.uniform(0.2, 0.6)
     else:
         raise ValueError(f"unknown ST-T code {code!r}")
-    return forms
+    return forms, severity
 
 
 def _sample_heart(rng: np.random.Generator, superclasses: tuple[str, ...], age: float,
@@ -445,37 +478,40 @@ def _sample_heart(rng: np.random.Generator, superclasses: tuple[str, ...], age: 
     """Subject + pathologies -> (heart, scp_codes, truth annotations)."""
     unknown = set(superclasses) - set(SUPERCLASSES)
     if unknown or not superclasses:
-        raise ECGDataError(None, f"superclasses {superclasses!r} must be a non-empty subset of {SUPERCLASSES}")
+        raise ECGDataError(None, f"superclasses {superclasses!r} must be a non-empty subset of "
+                                 f"{SUPERCLASSES}")
     heart = _normal_heart(rng, age, sex)
     codes: dict[str, float] = {}
     forms: list[str] = []
-    truth: dict = {"mi_territory": "", "mi_stage": "", "mi_st_elevation_mv": 0.0, "sttc_type": "",
-                   "cd_type": "", "hyp": "HYP" in superclasses, "hyp_voltage_factor": 1.0}
+    truth: dict = {"mi_territory": "", "mi_stage": "", "mi_severity": 0.0, "mi_st_elevation_mv": 0.0,
+                   "sttc_type": "", "sttc_severity": 0.0, "cd_type": "", "hyp_severity": 0.0,
+                   "hyp_voltage_factor": 1.0}
     if "NORM" in superclasses:
         codes["NORM"] = float(rng.choice([80.0, 100.0], p=[0.2, 0.8]))
     if "HYP" in superclasses:
         truth.update(_apply_lvh(heart, rng))
     if "CD" in superclasses:
-        kinds = ["CRBBB", "1AVB"] if "MI" in superclasses else ["CRBBB", "CLBBB", "1AVB"]
-        weights = [0.45, 0.55] if "MI" in superclasses else [0.35, 0.25, 0.4]
-        kind = str(rng.choice(kinds, p=weights))
-        _apply_cd(heart, rng, kind)
-        truth["cd_type"] = kind
+        kinds = ["CRBBB", "CLBBB", "IRBBB", "LAFB", "1AVB"]
+        weights = [0.25, 0.0, 0.2, 0.25, 0.3] if "MI" in superclasses else [0.25, 0.15, 0.15, 0.2, 0.25]
+        truth["cd_type"] = str(rng.choice(kinds, p=weights))  # LBBB would mask the infarct
+        _apply_cd(heart, rng, truth["cd_type"])
     if "MI" in superclasses:
         code = str(rng.choice(["IMI", "ILMI", "ASMI", "AMI"], p=[0.45, 0.15, 0.25, 0.15]))
         truth.update(_apply_mi(heart, rng, code))
-        codes[code] = float(rng.choice([50.0, 100.0]))
+        codes[code] = truth.pop("mi_likelihood")
     if "STTC" in superclasses:
-        options = ["ISCLA", "ISC_", "NDT"] if "HYP" in superclasses else ["NDT", "ISC_", "ISCAL", "ISCLA", "NST_"]
-        weights = [0.4, 0.3, 0.3] if "HYP" in superclasses else [0.35, 0.2, 0.15, 0.1, 0.2]
+        if "HYP" in superclasses:  # strain: lateral
+            options, weights = ["ISCLA", "ISC_", "NDT"], [0.4, 0.3, 0.3]
+        else:
+            options, weights = ["NDT", "ISC_", "ISCAL", "ISCLA", "NST_"], [0.35, 0.2, 0.15, 0.1, 0.2]
         code = str(rng.choice(options, p=weights))
-        forms += _apply_sttc(heart, rng, code)
+        forms, truth["sttc_severity"] = _apply_sttc(heart, rng, code)
         codes[code] = 100.0
         truth["sttc_type"] = code
     if truth["cd_type"]:
         codes[truth["cd_type"]] = 100.0
     if "HYP" in superclasses:
-        codes["LVH"] = float(rng.choice([50.0, 100.0], p=[0.25, 0.75]))
+        codes["LVH"] = truth.pop("hyp_likelihood")
     codes.update({f: 0.0 for f in forms})
     codes["SR"] = 0.0
     return heart, codes, truth
@@ -487,7 +523,7 @@ def _sample_heart(rng: np.random.Generator, superclasses: tuple[str, ...], age: 
 def _beat_times(rng: np.random.Generator, rr_s: float, f_resp: float) -> np.ndarray:
     """R-peak times [K] (s) covering the record and its margins: RSA plus random RR jitter."""
     rsa, jitter, phase = rng.uniform(0.0, 0.06), rng.uniform(0.005, 0.03) * rr_s, rng.uniform(0, 2 * math.pi)
-    # first beat early enough that its successor's template reaches back past the margin
+    # from a beat whose template ends before the margin begins to one starting after it ends
     start, stop = -_MARGIN_S - _BEAT_WINDOW_S[1], DURATION_S + _MARGIN_S - _BEAT_WINDOW_S[0]
     times = [start - rng.uniform(0.0, rr_s)]
     while times[-1] < stop:
@@ -539,7 +575,7 @@ def _simulate(seed: int, ecg_id: int, superclasses: tuple[str, ...], age: float,
     heart, codes, truth = _sample_heart(heart_rng, superclasses, age, sex)
     leads = _lead_vectors(heart_rng)  # [8, 3]
     f_resp = heart_rng.uniform(0.15, 0.4)
-    beats = _beat_times(heart_rng, heart.rr_s, f_resp)  # [K]
+    beats = np.round(_beat_times(heart_rng, heart.rr_s, f_resp) * FS_HIGH) / FS_HIGH  # [K] on the 2 ms grid
 
     # beat-to-beat gains per wave group: breathing modulation plus a little jitter
     resp = np.sin(2 * math.pi * f_resp * beats + heart_rng.uniform(0, 2 * math.pi))
@@ -600,6 +636,8 @@ def synthesize_record(seed: int, ecg_id: int, superclasses: tuple[str, ...], age
 
     Deterministic in (seed, ecg_id); ``noise=False`` gives the same heart and rhythm without noise.
     """
+    if not (_is_integer(seed) and seed >= 0 and _is_integer(ecg_id) and ecg_id >= 0):
+        raise ECGDataError(None, f"seed and ecg_id must be non-negative integers, got {seed!r}, {ecg_id!r}")
     x, info = _simulate(seed, ecg_id, tuple(superclasses), age, sex, noise)
     m = round(_MARGIN_S * FS_HIGH)
     return x[:, m:-m], info
@@ -660,7 +698,8 @@ def assign_folds(labels: list[tuple[str, ...]], rng: np.random.Generator, n_fold
     (random within), are dealt round-robin, so every class with >= n_folds records reaches every fold
     and fold sizes differ by at most one."""
     counts = {c: sum(c in ls for ls in labels) for c in SUPERCLASSES}
-    rank = {c: r for r, c in enumerate(sorted(SUPERCLASSES, key=lambda c: (counts[c], SUPERCLASSES.index(c))))}
+    by_rarity = sorted(SUPERCLASSES, key=lambda c: (counts[c], SUPERCLASSES.index(c)))
+    rank = {c: r for r, c in enumerate(by_rarity)}
     combos = {c: i for i, c in enumerate(LABEL_MIX)}
     rarest = np.array([min(rank[c] for c in ls) for ls in labels])
     combo = np.array([combos.get(tuple(ls), len(combos)) for ls in labels])
@@ -674,13 +713,19 @@ def _report(codes: dict[str, float]) -> str:
     return ". ".join(_DESCRIPTION[c] for c in codes) + "."
 
 
-def _check_arguments(out_dir: Path, n_records: int, sampling_rate: int) -> None:
-    if isinstance(n_records, bool) or not isinstance(n_records, int | np.integer) or not 1 <= n_records <= 99_999:
-        raise ECGDataError(out_dir, f"n_records must be an integer from 1 to 99999 (PTB-XL's 5-digit names), "
+def _is_integer(v: object) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _check_arguments(out_dir: Path, n_records: int, seed: int, sampling_rate: int) -> None:
+    if not _is_integer(seed) or seed < 0:
+        raise ECGDataError(out_dir, f"seed must be a non-negative integer, got {seed!r}")
+    if not _is_integer(n_records) or not 1 <= n_records <= 99_999:
+        raise ECGDataError(out_dir, "n_records must be an integer from 1 to 99999 (PTB-XL's 5-digit names), "
                                     f"got {n_records!r}")
     if sampling_rate not in (FS_LOW, FS_HIGH):
-        raise ECGDataError(out_dir, f"sampling_rate must be {FS_LOW} or {FS_HIGH} Hz (the two PTB-XL stores), "
-                                    f"got {sampling_rate!r}")
+        raise ECGDataError(out_dir, f"sampling_rate must be {FS_LOW} or {FS_HIGH} Hz (the two PTB-XL "
+                                    f"stores), got {sampling_rate!r}")
     if out_dir.exists() and not out_dir.is_dir():
         raise ECGDataError(out_dir, "exists and is not a directory")
 
@@ -699,15 +744,15 @@ def generate_dataset(out_dir: str | os.PathLike, n_records: int, seed: int = 0, 
     machine has 2+ cores, else 1); the output does not depend on it.
     """
     out = Path(out_dir).expanduser()
-    _check_arguments(out, n_records, sampling_rate)
+    _check_arguments(out, n_records, seed, sampling_rate)
     write_hr = bool(write_hr or sampling_rate == FS_HIGH)
     out.mkdir(parents=True, exist_ok=True)
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))  # ecg_ids start at 1: no clash
     labels = allocate_labels(n_records, rng)
     folds = assign_folds(labels, rng)
-    ages = [float(np.clip(round(rng.normal(45.0, 16.0) if ls == ("NORM",) else rng.normal(64.0, 12.0)), 18, 95))
-            for ls in labels]
+    ages = [float(np.clip(round(rng.normal(45.0, 16.0) if ls == ("NORM",) else rng.normal(64.0, 12.0)),
+                          18, 95)) for ls in labels]
     sexes = rng.integers(0, 2, n_records)
     patients = rng.choice(np.arange(10_000, 100_000), n_records, replace=False).astype(float)
 
@@ -730,7 +775,8 @@ def generate_dataset(out_dir: str | os.PathLike, n_records: int, seed: int = 0, 
     bar.close()
 
     info = pd.DataFrame(rows).set_index("ecg_id").sort_index()
-    db = pd.DataFrame(index=pd.Index(info.index, name="ecg_id"), columns=list(_DATABASE_COLUMNS), dtype=object)
+    db = pd.DataFrame(index=pd.Index(info.index, name="ecg_id"), columns=list(_DATABASE_COLUMNS),
+                      dtype=object)  # columns this generator does not model stay empty, as in PTB-XL
     db["patient_id"] = patients
     db["age"] = ages
     db["sex"] = sexes
@@ -745,12 +791,12 @@ def generate_dataset(out_dir: str | os.PathLike, n_records: int, seed: int = 0, 
     db["strat_fold"] = folds
     db["filename_lr"] = [record_name(i, FS_LOW) for i in db.index]
     db["filename_hr"] = [record_name(i, FS_HIGH) if write_hr else "" for i in db.index]
-    db.to_csv(out / "ptbxl_database.csv")
-    (out / "scp_statements.csv").write_text("\n".join([_SCP_HEADER, *SCP_ROWS.values()]) + "\n")
+    db.to_csv(out / "ptbxl_database.csv", lineterminator="\n")
+    (out / "scp_statements.csv").write_bytes(("\n".join([_SCP_HEADER, *SCP_ROWS.values()]) + "\n").encode())
 
     truth = info.drop(columns=["scp_codes", "heart_axis"]).copy()
     truth.insert(1, "strat_fold", folds)
-    truth.round(4).to_csv(out / TRUTH_CSV)
+    truth.round(4).to_csv(out / TRUTH_CSV, lineterminator="\n")
     return out
 
 
@@ -760,5 +806,6 @@ def benchmark_generation(n_records: int = 2000, seed: int = 0, workers: int | No
         start = time.perf_counter()
         generate_dataset(tmp, n_records=n_records, seed=seed, progress=False, workers=workers)
         seconds = time.perf_counter() - start
-    return {"records": n_records, "seconds": round(seconds, 2), "records_per_second": round(n_records / seconds, 1),
-            "target_seconds": TARGET_SECONDS, "workers": workers or _default_workers(n_records)}
+    return {"records": n_records, "seconds": round(seconds, 2),
+            "records_per_second": round(n_records / seconds, 1), "target_seconds": TARGET_SECONDS,
+            "workers": workers or _default_workers(n_records)}

@@ -30,12 +30,13 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from evl_lite.dataset import ECGDataset, ECGSplit, make_loader
 from evl_lite.evaluation import macro_auc
 from evl_lite.model_output import ModelOutput
-from evl_lite.notebook_runner import write_json_atomic
+from evl_lite.atomic import write_json_atomic
 
 
 @dataclass
@@ -75,6 +76,27 @@ def window_starts(length: int, crop: int | None, n_windows: int) -> list[int]:
     if crop is None or crop >= length:
         return [0]
     return sorted({int(round(s)) for s in np.linspace(0, length - crop, max(n_windows, 1))})
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation of range(n) that depends only on (seed, epoch).
+
+    A resumed run therefore replays exactly the order an uninterrupted run would have used,
+    without saving any sampler state; every process of a multi-process run agrees on it.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class Objective(nn.Module):
@@ -161,9 +183,9 @@ def _save_checkpoint(directory: Path, model: nn.Module, objective: nn.Module, op
     objective_state = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
     if objective_state:
         save_file(objective_state, tmp / "objective.safetensors")
-    # Optimiser/scheduler/RNG state hold only tensors and numbers: loaded back with weights_only=True.
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+    # Optimiser and scheduler state hold only tensors and numbers: loaded with weights_only=True.
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+               tmp / "trainer_state.pt")
     (tmp / "state.json").write_text(json.dumps(state))
     if directory.exists():
         os.replace(directory, old)
@@ -221,7 +243,8 @@ def train(
     starts = window_starts(train_split.x.shape[-1], crop, config.eval_windows)
     train_ds = ECGDataset(train_split, crop=crop, random_crop=crop is not None, window_starts=starts)
     val_ds = ECGDataset(val_split, crop=None)
-    train_loader = make_loader(train_ds, config.batch_size, shuffle=True, seed=config.seed)
+    sampler = EpochShuffle(len(train_ds), config.seed)
+    train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler)
     val_loader = make_loader(val_ds, config.batch_size, shuffle=False)
 
     params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
@@ -249,13 +272,15 @@ def train(
         trainer_state = torch.load(found / "trainer_state.pt", weights_only=True)
         optimizer.load_state_dict(trainer_state["optimizer"])
         scheduler.load_state_dict(trainer_state["scheduler"])
-        torch.set_rng_state(trainer_state["torch_rng"])
         history, best_auc, best_epoch = state["history"], state["best_auc"], state["best_epoch"]
         start_epoch = state["epoch"] + 1
 
     bar = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not (config.progress
                and accelerator.is_main_process), initial=start_epoch, total=config.epochs)
     for epoch in bar:
+        # Crops and dropout draw from torch's RNG, reseeded per epoch so resuming replays them.
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        train_loader.set_epoch(epoch)  # Accelerate's loader passes it on to EpochShuffle
         model.train()
         objective.train()
         sums: dict[str, float] = {}
@@ -275,8 +300,8 @@ def train(
                 sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
 
-        val_auc = evaluate_loader(model, val_loader, accelerator, config.crop, config.eval_windows)
-        row = {"epoch": epoch, "val_macro_auc": val_auc, "lr": scheduler.get_last_lr()[0],
+        val_auc, val_n = evaluate_loader(model, val_loader, accelerator, config.crop, config.eval_windows)
+        row = {"epoch": epoch, "val_macro_auc": val_auc, "val_n": val_n, "lr": scheduler.get_last_lr()[0],
                **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}}
         history.append(row)
         if val_auc > best_auc:
@@ -299,8 +324,8 @@ def train(
 
 
 def evaluate_loader(model: nn.Module, loader, accelerator: Accelerator, crop: int | None,
-                    n_windows: int) -> float:
-    """Validation macro-AUC, with predictions gathered from every process."""
+                    n_windows: int) -> tuple[float, int]:
+    """Validation macro-AUC and the number of records it covers, gathered from every process."""
     probs, targets = [], []
     for batch in loader:
         p = torch.from_numpy(predict(model, batch["x"], crop, n_windows)).to(batch["y"].device)
@@ -310,6 +335,6 @@ def evaluate_loader(model: nn.Module, loader, accelerator: Accelerator, crop: in
     y_all = torch.cat(targets).numpy()
     p_all = torch.cat(probs).numpy()
     try:
-        return float(macro_auc(y_all, p_all)[0])
+        return float(macro_auc(y_all, p_all)[0]), len(y_all)
     except ValueError:
-        return float("nan")
+        return float("nan"), len(y_all)

@@ -140,6 +140,17 @@ def explorer_figure() -> go.Figure:
     return fig
 
 
+def cutoff_shapes(state: Mapping[str, Any]) -> list[dict]:
+    """Spectrum-panel marks: the pass band shaded, the notch frequency dotted."""
+    ref = {"xref": "x2", "yref": "y2 domain", "y0": 0.0, "y1": 1.0}
+    shapes = [dict(type="rect", x0=state["low_hz"], x1=state["high_hz"], fillcolor=AFTER, opacity=0.08,
+                   line_width=0, **ref)]
+    if state["notch_hz"]:
+        shapes.append(dict(type="line", x0=state["notch_hz"], x1=state["notch_hz"],
+                           line=dict(color=PEAK, dash="dot"), **ref))
+    return shapes
+
+
 def update_explorer_figure(fig: go.Figure, state: Mapping[str, Any]) -> None:
     """Write a state into an :func:`explorer_figure` in place (traces, cut-off marks, title)."""
     empty = np.zeros(0)
@@ -153,12 +164,7 @@ def update_explorer_figure(fig: go.Figure, state: Mapping[str, Any]) -> None:
         fig.data[3].update(x=state["freqs"], y=state["psd_raw"])
         fig.data[4].update(x=state["freqs"] if filtered is not None else empty,
                            y=state["psd_filtered"] if filtered is not None else empty)
-        fig.layout.shapes = ()
-        if state["ok"]:
-            fig.add_vrect(x0=state["low_hz"], x1=state["high_hz"], fillcolor=AFTER, opacity=0.08, line_width=0,
-                          row=2, col=1)
-            if state["notch_hz"]:
-                fig.add_vline(x=state["notch_hz"], line=dict(color=PEAK, dash="dot"), row=2, col=1)
+        fig.layout.shapes = cutoff_shapes(state) if state["ok"] else ()
         fig.update_xaxes(range=[0.0, state["fs"] / 2], row=2, col=1)
         fig.layout.title = f"lead {display_lead(state['lead'])} at {state['fs']:g} Hz" + (
             "" if state["ok"] else " (settings impossible: showing the raw signal)")

@@ -1,0 +1,75 @@
+"""Benchmarks behind ``python -m evl_lite bench ...``: each returns a JSON-able dict of figures.
+
+Timings on shared machines are noisy: compare the ratios measured within one run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from evl_lite.dataset import ECGSplit
+from evl_lite.distillation import LogitKD
+from evl_lite.efficiency import efficiency_report
+from evl_lite.student import ECGStudentCNN, StudentConfig
+from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.teacher_cache import TeacherCache
+from evl_lite.training import Distillation, Supervised, TrainConfig, train, window_starts
+
+
+def bench_models(length: int = 1000, repeats: int = 20) -> dict:
+    """Parameters, FLOPs, CPU latency (batch 1 and 32) and peak memory of the default models."""
+    torch.manual_seed(0)
+    teacher = ECGTransformer(ECGTransformerConfig()).eval()
+    student = ECGStudentCNN(StudentConfig()).eval()
+    reports = {name: efficiency_report(model, length=length, batch_sizes=(1, 32), repeats=repeats)
+               for name, model in (("teacher", teacher), ("student", student))}
+    t, s = reports["teacher"], reports["student"]
+    ratios = {
+        "params_teacher_over_student": t["params"] / s["params"],
+        "flops_teacher_over_student": t["flops"] / s["flops"],
+        **{f"latency_b{b}_teacher_over_student": t["latency_ms"][b]["median"] / s["latency_ms"][b]["median"]
+           for b in t["latency_ms"]},
+    }
+    return {**reports, "ratios": ratios, "threads": torch.get_num_threads()}
+
+
+def _random_split(name: str, n: int, length: int, seed: int) -> ECGSplit:
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 5)) < 0.3).astype(np.float32)
+    y[:2] = [[1, 0, 1, 0, 1], [0, 1, 0, 1, 0]]  # every class present
+    x = rng.standard_normal((n, 12, length)).astype(np.float32)
+    return ECGSplit(name=name, x=x, y=y, ecg_ids=np.arange(n), fs=100)
+
+
+def bench_distillation_epoch(n_train: int = 512, length: int = 1000, repeats: int = 2) -> dict:
+    """Seconds per training epoch of the plain student vs the student distilled through the cache.
+
+    Target: distillation epoch <= 1.5 x plain epoch. The one-off cost of filling the teacher
+    cache is reported separately. Validation runs on a tiny split so the epoch is mostly training.
+    """
+    train_split, val_split = _random_split("train", n_train, length, 0), _random_split("val", 16, length, 1)
+    config = TrainConfig(epochs=1, batch_size=32, crop=250, progress=False)
+    torch.manual_seed(0)
+    teacher = ECGTransformer(ECGTransformerConfig()).eval()
+    start = time.perf_counter()
+    cache = TeacherCache.build(teacher, train_split.x, 250, window_starts(length, 250, config.eval_windows),
+                               progress=False)
+    cache_seconds = time.perf_counter() - start
+
+    def epoch(objective, teacher_fn) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            train(ECGStudentCNN(StudentConfig()), train_split, val_split, config, objective=objective,
+                  teacher=teacher_fn)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    plain = epoch(Supervised(), None)
+    distilled = epoch(Distillation({"kd": LogitKD()}), cache)
+    return {"train_records": n_train, "plain_epoch_s": plain, "distillation_epoch_s": distilled,
+            "ratio": distilled / plain, "target_ratio": 1.5, "teacher_cache_fill_s": cache_seconds,
+            "cache_mb": (cache.tokens.numel() + cache.logits.numel() + cache.pooled.numel()) * 2 / 2**20}

@@ -1,0 +1,107 @@
+"""The teacher's self-supervised "foundation" stage: masked-patch reconstruction.
+
+As in masked autoencoding for time series and ECG foundation models (He et al. 2022, MAE;
+Zhang et al. 2022, MaeFE): a random ``mask_ratio`` of the lead-aware patches is replaced by
+a learned mask token and the encoder reconstructs their samples; the loss is the mean
+squared error over masked patches only (:meth:`ECGTransformer.masked_patch_loss`).
+Unlabelled records are enough, so the teacher can learn ECG structure from far more data
+than the labelled split (``../shared/data/ptbxl-unlabelled``: 1,537 records).
+
+Runs on HF Accelerate like :mod:`evl_lite.training`; writes ``pretrain_history.json`` and
+the encoder with ``save_pretrained`` (safetensors) when ``out_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from evl_lite.atomic import write_json_atomic
+from evl_lite.teacher import ECGTransformer
+from evl_lite.training import seed_everything
+
+
+@dataclass
+class PretrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    mask_ratio: float = 0.5
+    crop: int | None = 250  # random windows of this many samples (2.5 s at 100 Hz)
+    val_fraction: float = 0.1  # held-out records on which the reconstruction loss is tracked
+    seed: int = 0
+    progress: bool = True
+
+
+def _random_crops(x: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """One random window of ``crop`` samples per record: [B, 12, T] -> [B, 12, crop]."""
+    if crop is None or crop >= x.shape[-1]:
+        return x
+    starts = torch.randint(x.shape[-1] - crop + 1, (x.shape[0],))
+    index = starts[:, None] + torch.arange(crop)[None, :]  # [B, crop]
+    return torch.gather(x, 2, index[:, None, :].expand(-1, x.shape[1], -1).to(x.device))
+
+
+def pretrain(teacher: ECGTransformer, x: np.ndarray, config: PretrainConfig | None = None,
+             out_dir: str | os.PathLike | None = None) -> list[dict[str, float]]:
+    """Masked-patch pretraining on unlabelled records x [N, 12, T]; returns per-epoch losses.
+
+    The validation loss uses a fixed mask and fixed windows so epochs are comparable.
+    """
+    config = config or PretrainConfig()
+    seed_everything(config.seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    data = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+    n_val = max(1, int(round(config.val_fraction * len(data)))) if len(data) > 1 else 0
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))
+    val, train = data[perm[:n_val]], data[perm[n_val:]]
+    if len(train) == 0:
+        raise ValueError("pretraining needs at least two records")
+    loader = DataLoader(TensorDataset(train), batch_size=config.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(config.seed))
+    optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total = max(1, config.epochs * len(loader))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    model, optimizer, loader, scheduler = accelerator.prepare(teacher, optimizer, loader, scheduler)
+    raw = accelerator.unwrap_model(model)
+
+    val_windows = val[..., : config.crop] if config.crop else val
+    val_gen = torch.Generator().manual_seed(config.seed + 1)
+    val_mask = raw.random_patch_mask(val_windows, config.mask_ratio, generator=val_gen) if n_val else None
+
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(config.epochs), desc="pretraining", disable=not (config.progress
+               and accelerator.is_main_process))
+    for epoch in bar:
+        model.train()
+        losses = []
+        for (batch,) in loader:
+            loss, _ = raw.masked_patch_loss(_random_crops(batch, config.crop), mask_ratio=config.mask_ratio)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        if n_val:
+            model.eval()
+            with torch.inference_mode():
+                vloss, _ = raw.masked_patch_loss(val_windows.to(accelerator.device), mask=val_mask)
+            row["val_loss"] = float(vloss)
+        history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}")
+        if out_dir is not None and accelerator.is_main_process:
+            write_json_atomic(Path(out_dir) / "pretrain_history.json", history)
+    model.eval()
+    if out_dir is not None and accelerator.is_main_process:
+        raw.save_pretrained(Path(out_dir) / "pretrained")
+    return history

@@ -1,0 +1,124 @@
+"""Ready-made recipes that the notebooks and the command line share.
+
+- :func:`load_benchmark_data`: the notebook parameters (``DATA_SOURCE``, ``DATA_DIR``,
+  ``SMOKE``, ``SEED``) -> preprocessed train/val/test splits.
+- :func:`unlabelled_records`: records for the teacher's masked-patch pretraining.
+- :func:`get_teacher`: load the teacher checkpoint if it exists, otherwise pretrain and
+  fine-tune one and save it, so every notebook runs standalone.
+
+Preprocessing for the models is one recipe for every record: band-pass 0.5-40 Hz at
+100 Hz, then each lead of each record z-scored (``normalisation="per_record"``). It matches
+how ``ptbxl-unlabelled`` was prepared (so pretraining and fine-tuning see the same kind of
+signal), and on PTB-XL-500 it helped the reference CNNs (``../shared/GUIDE.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evl_lite.data import load_ptbxl, load_signals
+from evl_lite.dataset import ECGSplit, prepare_splits
+from evl_lite.atomic import write_json_atomic
+from evl_lite.preprocessing import PreprocessConfig
+from evl_lite.pretraining import PretrainConfig, pretrain
+from evl_lite.sources import resolve_data_dir, synthetic_dataset
+from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.training import TrainConfig, train
+
+SMOKE_RECORDS = 150  # synthetic records in smoke mode (seconds per notebook)
+WORKSHOP_RECORDS = 2000  # synthetic records otherwise
+
+
+@dataclass
+class BenchmarkData:
+    root: Path
+    splits: dict[str, ECGSplit]
+    source: str
+
+    @property
+    def train(self) -> ECGSplit:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> ECGSplit:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> ECGSplit:
+        return self.splits["test"]
+
+
+def load_benchmark_data(source: str = "synthetic", data_dir: str | os.PathLike | None = None,
+                        smoke: bool = False, seed: int = 0, progress: bool = True) -> BenchmarkData:
+    """Train (folds 1-8), validation (9) and test (10) splits, preprocessed for the models."""
+    n_records = SMOKE_RECORDS if smoke else WORKSHOP_RECORDS
+    root = resolve_data_dir(source, data_dir, n_records=n_records, seed=seed)
+    splits, _ = prepare_splits(root, config=PreprocessConfig(target_fs=100, notch_hz=None),
+                               normalisation="per_record", progress=progress)
+    return BenchmarkData(root=root, splits=splits, source=source)
+
+
+def unlabelled_records(data: BenchmarkData, unlabelled_dir: str | os.PathLike | None = None,
+                       n_synthetic: int = 0, seed: int = 0, progress: bool = True) -> np.ndarray:
+    """Records x [N, 12, T] for masked-patch pretraining (labels never used).
+
+    Real data: ``unlabelled_dir`` (e.g. ``../shared/data/ptbxl-unlabelled``, already
+    band-passed and z-scored per record) plus the training split. Synthetic: ``n_synthetic``
+    extra synthetic records of another seed (0: the training split only).
+    """
+    parts = [data.train.x]
+    if unlabelled_dir:
+        db = load_ptbxl(unlabelled_dir)
+        parts.append(load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress))
+    elif n_synthetic > 0:
+        extra = prepare_splits(synthetic_dataset(n_synthetic, seed=seed + 1000, progress=progress),
+                               splits=("train", "val", "test"), config=PreprocessConfig(notch_hz=None),
+                               normalisation="per_record", drop_unlabelled=False, progress=progress)[0]
+        parts.extend(split.x for split in extra.values())
+    return np.concatenate(parts).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- teacher
+
+
+def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, TrainConfig]:
+    """Teacher size and schedules: tiny in smoke mode, a real (still CPU-sized) run otherwise."""
+    if smoke:
+        return (ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64),
+                PretrainConfig(epochs=1, batch_size=64, progress=False),
+                TrainConfig(epochs=2, batch_size=32, lr=1e-3, eval_windows=3, progress=False))
+    return (ECGTransformerConfig(),
+            PretrainConfig(epochs=10, batch_size=64),
+            TrainConfig(epochs=15, batch_size=32, lr=1e-3, patience=6))
+
+
+def get_teacher(checkpoint_dir: str | os.PathLike, data: BenchmarkData, smoke: bool = False,
+                seed: int = 0, unlabelled: np.ndarray | None = None) -> tuple[ECGTransformer, dict]:
+    """Load the teacher from ``checkpoint_dir``, or pretrain + fine-tune one there.
+
+    The second value is the record of how it was made (``teacher_info.json`` next to the
+    weights: pretraining and fine-tuning histories, validation macro-AUC).
+    """
+    path = Path(checkpoint_dir)
+    info_file = path / "teacher_info.json"
+    if (path / "config.json").is_file() and info_file.is_file():
+        return ECGTransformer.from_pretrained(path), json.loads(info_file.read_text())
+    model_config, pre_config, fine_config = teacher_recipe(smoke)
+    pre_config.seed = fine_config.seed = seed
+    torch.manual_seed(seed)
+    teacher = ECGTransformer(model_config)
+    x_unlabelled = unlabelled if unlabelled is not None else data.train.x
+    pre_history = pretrain(teacher, x_unlabelled, pre_config, out_dir=path / "pretraining")
+    result = train(teacher, data.train, data.val, fine_config, out_dir=path / "finetuning")
+    teacher.save_pretrained(path)
+    info = {"pretrain_history": pre_history, "finetune_history": result.history,
+            "best_val_macro_auc": result.best_val_auc, "best_epoch": result.best_epoch,
+            "unlabelled_records": int(len(x_unlabelled)), "seed": seed, "smoke": smoke}
+    write_json_atomic(info_file, info)
+    return teacher.eval(), info

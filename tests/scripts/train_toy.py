@@ -1,0 +1,27 @@
+"""Train the student on the toy task; used by tests under plain python and `accelerate launch`.
+
+usage: train_toy.py OUT_DIR EPOCHS [--resume]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from toy_ecg import toy_split  # noqa: E402
+
+from evl_lite.student import ECGStudentCNN, StudentConfig  # noqa: E402
+from evl_lite.training import TrainConfig, train  # noqa: E402
+
+out, epochs = Path(sys.argv[1]), int(sys.argv[2])
+import torch  # noqa: E402
+
+torch.manual_seed(0)
+model = ECGStudentCNN(StudentConfig())
+result = train(model, toy_split("train", 96, 0), toy_split("val", 40, 1),
+               TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3),
+               out_dir=out, resume="--resume" in sys.argv)
+import os  # noqa: E402
+
+(out / f"result-{os.environ.get('RANK', '0')}.json").write_text(json.dumps({"best": result.best_val_auc, "history": result.history}))

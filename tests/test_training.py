@@ -1,0 +1,154 @@
+"""The one training loop: it learns, it is deterministic, it resumes after a kill, it runs on 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from evl_lite.distillation import LogitKD
+from evl_lite.student import ECGStudentCNN, StudentConfig
+from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.teacher_cache import TeacherCache
+from evl_lite.training import Distillation, TrainConfig, predict, train, window_starts
+from toy_ecg import toy_split
+
+SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
+FAST = TrainConfig(epochs=3, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_split("train", 96, 0), toy_split("val", 40, 1)
+
+
+def tiny_teacher() -> ECGTransformer:
+    torch.manual_seed(0)
+    return ECGTransformer(ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64)).eval()
+
+
+def test_window_grid_covers_the_record():
+    assert window_starts(1000, 250, 7) == [0, 125, 250, 375, 500, 625, 750]
+    assert window_starts(250, 250, 7) == [0]
+
+
+def test_loop_learns_and_same_seed_gives_same_metrics(toy, tmp_path):
+    train_split, val_split = toy
+    runs = []
+    for i in range(2):
+        torch.manual_seed(0)  # the same initial weights
+        model = ECGStudentCNN(StudentConfig())
+        runs.append(train(model, train_split, val_split, FAST, out_dir=tmp_path / f"run{i}"))
+    assert runs[0].best_val_auc > 0.85, runs[0].history
+    assert [h["val_macro_auc"] for h in runs[0].history] == [h["val_macro_auc"] for h in runs[1].history]
+    assert [h["train_loss"] for h in runs[0].history] == [h["train_loss"] for h in runs[1].history]
+    # per-epoch logs and an atomic checkpoint are on disk
+    assert len(json.loads((tmp_path / "run0" / "history.json").read_text())) == 3
+    assert (tmp_path / "run0" / "history.csv").read_text().startswith("epoch,")
+    ckpt = tmp_path / "run0" / "checkpoint"
+    assert {p.name for p in ckpt.iterdir()} >= {"model.safetensors", "best_model.safetensors", "state.json"}
+    assert not list(tmp_path.glob("run0/checkpoint.*"))  # no temp or old directory left behind
+
+
+def test_model_ends_with_its_best_validation_weights(toy):
+    train_split, val_split = toy
+    model = ECGStudentCNN(StudentConfig())
+    result = train(model, train_split, val_split, FAST)
+    from evl_lite.evaluation import macro_auc
+
+    auc, _ = macro_auc(val_split.y, predict(model, val_split.x, crop=250, n_windows=7))
+    assert auc == pytest.approx(result.best_val_auc, abs=1e-6)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+    epochs = 4
+    full = tmp_path / "full"
+    subprocess.run([sys.executable, str(SCRIPT), str(full), str(epochs)], check=True, timeout=600)
+    reference = json.loads((full / "result-0.json").read_text())
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), str(epochs)])
+    state = killed / "checkpoint" / "state.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "result-0.json").exists(), "the run finished before it could be killed"
+    done_before = json.loads(state.read_text())["epoch"]
+    assert done_before < epochs - 1
+
+    subprocess.run([sys.executable, str(SCRIPT), str(killed), str(epochs), "--resume"], check=True, timeout=600)
+    resumed = json.loads((killed / "result-0.json").read_text())
+    assert len(resumed["history"]) == epochs
+    for a, b in zip(reference["history"], resumed["history"], strict=True):
+        assert a["val_macro_auc"] == pytest.approx(b["val_macro_auc"], abs=1e-9)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    assert resumed["best"] == pytest.approx(reference["best"], abs=1e-9)
+
+
+@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
+                    reason="accelerate launcher not installed")
+def test_two_cpu_processes_gather_metrics_over_both(tmp_path):
+    launcher = str(Path(sys.executable).parent / "accelerate")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([launcher, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+                    "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), str(tmp_path), "2"],
+                   check=True, timeout=600, env=env)
+    results = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in (0, 1)]
+    for res in results:
+        # 40 validation records, split over two processes, and every one gathered back
+        assert [h["val_n"] for h in res["history"]] == [40, 40]
+    assert results[0]["history"] == results[1]["history"]  # both processes saw the same metrics
+    assert results[0]["best"] > 0.5
+
+
+def test_teacher_cache_serves_what_the_teacher_computes(toy, tmp_path):
+    train_split, _ = toy
+    teacher = tiny_teacher()
+    starts = window_starts(train_split.x.shape[-1], 250, 3)
+    cache = TeacherCache.build(teacher, train_split.x, 250, starts, cache_dir=tmp_path, progress=False)
+    assert cache.tokens.dtype == torch.float16 and cache.tokens.shape[:2] == (96, len(starts))
+    batch = {"index": torch.tensor([0, 5, 7]), "start": torch.tensor([starts[0], starts[2], starts[1]])}
+    x = torch.stack([torch.from_numpy(train_split.x[i, :, s:s + 250]) for i, s in zip([0, 5, 7], batch["start"])])
+    with torch.inference_mode():
+        live = teacher(x)
+    cached = cache(x, batch)
+    torch.testing.assert_close(cached.logits, live.logits, atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(cached.tokens, live.tokens, atol=2e-2, rtol=1e-2)
+    # same teacher and data: loaded from the file, not recomputed; other weights: another file
+    again = TeacherCache.build(teacher, train_split.x, 250, starts, cache_dir=tmp_path, progress=False)
+    assert again.path == cache.path and again.path.is_file()
+    with torch.no_grad():
+        next(teacher.parameters()).add_(0.01)
+    changed = TeacherCache.build(teacher, train_split.x, 250, starts, cache_dir=tmp_path, progress=False)
+    assert changed.path != cache.path
+
+
+def test_distillation_trains_with_the_cache(toy, tmp_path):
+    train_split, val_split = toy
+    teacher = tiny_teacher()
+    config = TrainConfig(epochs=2, batch_size=16, lr=1e-2, crop=250, eval_windows=3, progress=False)
+    starts = window_starts(train_split.x.shape[-1], 250, config.eval_windows)
+    cache = TeacherCache.build(teacher, train_split.x, 250, starts, progress=False)
+    objective = Distillation({"kd": LogitKD(temperature=2.0)}, weights={"kd": 0.5})
+    result = train(ECGStudentCNN(StudentConfig()), train_split, val_split, config, objective=objective,
+                   teacher=cache)
+    assert all(np.isfinite(h["train_kd"]) and h["train_kd"] >= 0 for h in result.history)
+    assert all("train_bce" in h for h in result.history)
+
+
+def test_objective_that_needs_a_teacher_refuses_to_run_without(toy):
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(ECGStudentCNN(StudentConfig()), *toy, FAST, objective=Distillation({"kd": LogitKD()}))
