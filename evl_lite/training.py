@@ -252,9 +252,14 @@ def train(
     steps = config.epochs * max(1, len(train_loader) // accelerator.num_processes
                                 + int(len(train_loader) % accelerator.num_processes > 0))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(steps, 1))
-    model, objective, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
-        model, objective, optimizer, train_loader, val_loader, scheduler
+    needs_teacher = objective.needs_teacher
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler
     )
+    if any(p.requires_grad for p in objective.parameters()):  # DDP refuses modules without any
+        objective = accelerator.prepare(objective)
+    else:
+        objective = objective.to(accelerator.device)
     if teacher is not None and hasattr(teacher, "to"):
         teacher = teacher.to(accelerator.device)
 
@@ -287,7 +292,7 @@ def train(
         n_batches = 0
         for batch in train_loader:
             output = model(batch["x"])
-            teacher_output = teacher(batch["x"], batch) if objective.needs_teacher else None
+            teacher_output = teacher(batch["x"], batch) if needs_teacher else None
             loss, logs = objective(output, batch, teacher_output)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
@@ -300,9 +305,13 @@ def train(
                 sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
 
+        # training losses averaged over the batches of every process
+        keys = sorted(sums)
+        totals = accelerator.reduce(torch.tensor([sums[k] for k in keys] + [n_batches], dtype=torch.float64,
+                                                 device=accelerator.device), reduction="sum").tolist()
         val_auc, val_n = evaluate_loader(model, val_loader, accelerator, config.crop, config.eval_windows)
         row = {"epoch": epoch, "val_macro_auc": val_auc, "val_n": val_n, "lr": scheduler.get_last_lr()[0],
-               **{f"train_{k}": v / max(n_batches, 1) for k, v in sums.items()}}
+               **{f"train_{k}": v / max(totals[-1], 1) for k, v in zip(keys, totals, strict=False)}}
         history.append(row)
         if val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch

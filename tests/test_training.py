@@ -101,9 +101,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
 @pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
                     reason="accelerate launcher not installed")
 def test_two_cpu_processes_gather_metrics_over_both(tmp_path):
+    # Accelerate 1.15 starts several CPU processes through its torchrun launcher (--multi_gpu) when
+    # ACCELERATE_USE_CPU is set; `--cpu --num_processes 2` alone starts only one without MPI.
     launcher = str(Path(sys.executable).parent / "accelerate")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([launcher, "launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                     "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), str(tmp_path), "2"],
                    check=True, timeout=600, env=env)
     results = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in (0, 1)]
