@@ -1,4 +1,4 @@
-"""Plotly figures of ECGs: standard ECG paper, preprocessing before/after, R-peaks, beats, classes.
+"""Plotly figures of ECGs: ECG paper, preprocessing before/after and spectra, R-peaks, beats, classes.
 
 ECG paper follows the convention of clinical 12-lead printouts (e.g. AHA/ACCF/HRS
 recommendations for the standardisation of the ECG, Kligfield et al. 2007, Circulation
@@ -22,6 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
+from scipy.signal import welch
 
 from evl_lite.constants import LEADS
 from evl_lite.data import canonical_lead_name
@@ -404,37 +405,91 @@ def rpeaks_figure(lead_signal_: np.ndarray, peaks: np.ndarray, fs: float, lead: 
     return fig
 
 
+def amplitude_range(signals: Sequence[np.ndarray], min_span_mv: float = 2.0) -> tuple[float, float]:
+    """y range (mV) that holds every signal, ending on major (0.5 mV) grid lines, at least
+    ``min_span_mv`` tall (padded equally above and below)."""
+    lo = float(np.floor(min(float(np.min(v)) for v in signals) / MAJOR_MV) * MAJOR_MV)
+    hi = float(np.ceil(max(float(np.max(v)) for v in signals) / MAJOR_MV) * MAJOR_MV)
+    pad = float(np.ceil(max(0.0, min_span_mv - (hi - lo)) / 2 / MAJOR_MV) * MAJOR_MV)
+    return lo - pad, hi + pad
+
+
 def class_examples_figure(records: Mapping[str, np.ndarray], fs: float,
                           lead: str | Sequence[str] = ("II", "V2", "V5"),
                           window: tuple[float, float] = (0.0, 2.5), px_per_mm: float = 2.5,
-                          row_height_mv: float = 3.0) -> go.Figure:
+                          min_span_mv: float = 2.0) -> go.Figure:
     """One example record per class side by side (columns), selected leads as rows, on ECG paper.
 
-    records: {class name: x [12, T] in mV}. Each panel shows ``window`` seconds of one lead,
-    centred on its baseline, with 1 mm squares kept square. Traces: one per (lead, class).
+    records: {class name: x [12, T] in mV}. Each panel shows ``window`` seconds of one lead
+    with 1 mm squares kept square; all panels of a row share one amplitude range
+    (:func:`amplitude_range`), so voltages compare across classes. Traces: one per (class, lead).
     """
     if not records:
         raise ValueError("class_examples_figure needs at least one record")
     leads = [lead] if isinstance(lead, str) else list(lead)
     classes = list(records)
-    fig = make_subplots(rows=len(leads), cols=len(classes), column_titles=classes, horizontal_spacing=0.02,
-                        vertical_spacing=0.02, shared_yaxes=False)
+    shown = {(name, ld): lead_signal(records[name], ld) for name in classes for ld in leads}
+    s = window_slice(next(iter(shown.values())).size, fs, window)
+    ranges = [amplitude_range([shown[name, ld][s] for name in classes], min_span_mv) for ld in leads]
+    spans = [hi - lo for lo, hi in ranges]
+    h_gap, v_gap = 0.02, 0.03
+    fig = make_subplots(rows=len(leads), cols=len(classes), column_titles=classes, horizontal_spacing=h_gap,
+                        vertical_spacing=v_gap, row_heights=[span / sum(spans) for span in spans])
     duration = window[1] - window[0]
     for c, name in enumerate(classes, start=1):
         for r, ld in enumerate(leads, start=1):
-            signal = lead_signal(records[name], ld)
-            s = window_slice(signal.size, fs, window)
+            signal = shown[name, ld]
             t = time_axis(signal.size, fs)[s] - window[0]
             fig.add_trace(go.Scatter(x=t, y=signal[s], mode="lines", line=dict(color=TRACE, width=1),
                                      name=f"{name} {display_lead(ld)}", showlegend=False), row=r, col=c)
             _paper_axes(fig, row=r, col=c)
             fig.update_xaxes(range=[0.0, duration], row=r, col=c)
-            fig.update_yaxes(range=[-row_height_mv / 2, row_height_mv / 2], row=r, col=c)
+            fig.update_yaxes(range=list(ranges[r - 1]), row=r, col=c)
             if c == 1:
                 fig.update_yaxes(title_text=display_lead(ld), title_standoff=2, row=r, col=c)
-    width = int(len(classes) * duration * MM_PER_S * px_per_mm * 1.05) + 60
-    height = int(len(leads) * row_height_mv * MM_PER_MV * px_per_mm * 1.05) + 70
-    fig.update_layout(width=width, height=height, plot_bgcolor=PAPER_BG,
-                      title=f"one example per class, first {duration:g} s (25 mm/s, 10 mm/mV)",
-                      margin=dict(l=50, r=10, t=70, b=10))
+    margin = dict(l=50, r=10, t=70, b=10)
+    width_px = len(classes) * duration * MM_PER_S * px_per_mm / (1 - h_gap * (len(classes) - 1))
+    height_px = sum(spans) * MM_PER_MV * px_per_mm / (1 - v_gap * (len(leads) - 1))
+    fig.update_layout(width=int(width_px) + margin["l"] + margin["r"],
+                      height=int(height_px) + margin["t"] + margin["b"], plot_bgcolor=PAPER_BG, margin=margin,
+                      title=f"one example per class, first {duration:g} s (25 mm/s, 10 mm/mV)")
+    return fig
+
+
+def power_spectrum(x: np.ndarray, fs: float, segment_s: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Welch power spectral density of one lead [T]: frequencies [F] (Hz) and PSD [F] (mV^2/Hz).
+
+    Segments of ``segment_s`` seconds (frequency resolution 1 / segment_s Hz), Hann window.
+    """
+    x = np.asarray(x, dtype=float)
+    return welch(x, fs, nperseg=min(x.size, int(round(segment_s * fs))))
+
+
+def log_range(spectra: Sequence[np.ndarray], decades_below: float = 3.0) -> list[float]:
+    """log10 y range for spectra: from ``decades_below`` decades under the first spectrum's
+    smallest positive value (filtered spectra fall to ~1e-20 otherwise) to above the largest."""
+    first = np.asarray(spectra[0])
+    low = float(np.log10(first[first > 0].min())) - decades_below
+    high = float(np.log10(max(np.max(s) for s in spectra))) + 0.5
+    return [low, high]
+
+
+def spectrum_figure(signals: Mapping[str, np.ndarray], fs: float, title: str = "",
+                    marks_hz: Sequence[float] = ()) -> go.Figure:
+    """Power spectra (log scale) of one lead in several versions, e.g. {"raw": [T], "notched": [T]}.
+
+    ``marks_hz`` draws dotted vertical lines (a notch frequency, cut-offs). Traces: one per signal.
+    """
+    colours = [BEFORE, AFTER, PEAK, TRACE]
+    fig = go.Figure()
+    spectra = [power_spectrum(x, fs) for x in signals.values()]
+    for i, (name, (freqs, psd)) in enumerate(zip(signals, spectra, strict=True)):
+        fig.add_trace(go.Scatter(x=freqs, y=psd, mode="lines", name=name,
+                                 line=dict(color=colours[i % len(colours)], width=1.2)))
+    for hz in marks_hz:
+        fig.add_vline(x=hz, line=dict(color=PEAK, dash="dot", width=1))
+    fig.update_layout(title=title, template="plotly_white", height=330, xaxis_title="frequency (Hz)",
+                      yaxis_title="power (mV²/Hz)", legend=dict(orientation="h", y=-0.25))
+    fig.update_yaxes(type="log", exponentformat="power", range=log_range([psd for _, psd in spectra]))
+    fig.update_xaxes(range=[0.0, fs / 2])
     return fig

@@ -22,13 +22,14 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from IPython.display import display
 from plotly.subplots import make_subplots
-from scipy.signal import periodogram, welch
+from scipy.signal import periodogram
 
 from evl_lite.constants import LEADS
 from evl_lite.errors import ECGDataError
-from evl_lite.plots import AFTER, BEFORE, PEAK, display_lead, lead_index, time_axis
+from evl_lite.plots import AFTER, BEFORE, PEAK, display_lead, lead_index, power_spectrum, time_axis
 from evl_lite.preprocessing import bandpass, detect_r_peaks, heart_rate_bpm, notch_powerline, signal_quality
 
 NOTCH_CHOICES = (("off", 0.0), ("50 Hz", 50.0), ("60 Hz", 60.0))
@@ -79,7 +80,7 @@ def explorer_state(x_raw: np.ndarray, fs: float, lead: str = "II", low_hz: float
     index = lead_index(lead)
     raw = x[index]
     notch = float(notch_hz) if notch_hz else None
-    freqs, psd_raw = welch(raw, fs, nperseg=min(raw.size, int(2 * fs)))
+    freqs, psd_raw = power_spectrum(raw, fs)
     message = validate_cutoffs(fs, low_hz, high_hz, notch)
     state: dict[str, Any] = {
         "ok": message is None, "message": message or "", "fs": float(fs), "lead": LEADS[index],
@@ -97,13 +98,14 @@ def explorer_state(x_raw: np.ndarray, fs: float, lead: str = "II", low_hz: float
     peaks = np.asarray(detect_r_peaks(filtered, fs), dtype=int)
     state.update(
         filtered=filtered,
-        psd_filtered=welch(filtered, fs, nperseg=min(raw.size, int(2 * fs)))[1],
+        psd_filtered=power_spectrum(filtered, fs)[1],
         peaks=peaks,
         heart_rate_bpm=float(heart_rate_bpm(peaks, fs)) if peaks.size >= 2 else None,
         sqi_filtered=float(signal_quality(y, fs)[index]),
-        baseline_removed=removed_fraction(band_power(raw, fs, 0.0, low_hz), band_power(filtered, fs, 0.0, low_hz)),
-        noise_removed=removed_fraction(band_power(raw, fs, high_hz, fs / 2 + 1),
-                                       band_power(filtered, fs, high_hz, fs / 2 + 1)),
+        baseline_removed=removed_fraction(band_power(raw, fs, 0.0, low_hz),
+                                          band_power(filtered, fs, 0.0, low_hz)),
+        noise_removed=removed_fraction(band_power(raw, fs, high_hz, np.inf),
+                                       band_power(filtered, fs, high_hz, np.inf)),
     )
     return state
 
@@ -115,8 +117,9 @@ def status_text(state: Mapping[str, Any]) -> str:
     rate = "no heart rate (fewer than 2 R peaks)" if state["heart_rate_bpm"] is None else (
         f"heart rate {state['heart_rate_bpm']:.0f} bpm from {state['peaks'].size} R peaks")
     return (f"lead {display_lead(state['lead'])}: {rate}; signal quality {state['sqi_raw']:.2f} raw -> "
-            f"{state['sqi_filtered']:.2f} filtered; {100 * state['baseline_removed']:.0f}% of the power below "
-            f"{state['low_hz']:g} Hz and {100 * state['noise_removed']:.0f}% above {state['high_hz']:g} Hz removed")
+            f"{state['sqi_filtered']:.2f} filtered; removed: {100 * state['baseline_removed']:.0f}% of the "
+            f"power below {state['low_hz']:g} Hz, {100 * state['noise_removed']:.0f}% of the power above "
+            f"{state['high_hz']:g} Hz")
 
 
 def explorer_figure() -> go.Figure:
@@ -170,6 +173,20 @@ def update_explorer_figure(fig: go.Figure, state: Mapping[str, Any]) -> None:
             "" if state["ok"] else " (settings impossible: showing the raw signal)")
 
 
+def figure_bundle(fig: go.Figure) -> dict[str, Any]:
+    """Display data of a figure for the default plotly renderer(s) ("plotly_mimetype" when none is set).
+
+    Unlike ``fig._repr_mimebundle_()``, this does not re-activate the renderers, which for the
+    "notebook" renderer would embed plotly.js (about 5 MB) into the notebook again on every redraw.
+    """
+    bundle: dict[str, Any] = {"text/plain": f"<plotly figure: {fig.layout.title.text}>"}
+    for name in (pio.renderers.default or "plotly_mimetype").split("+"):
+        renderer = pio.renderers[name]
+        if hasattr(renderer, "to_mimebundle"):  # mimetype renderers; external ones (browser) have none
+            bundle.update(renderer.to_mimebundle(fig.to_dict()))
+    return bundle
+
+
 class PreprocessingExplorer:
     """ipywidgets controls wired to :func:`explorer_state` and a plotly figure.
 
@@ -185,11 +202,11 @@ class PreprocessingExplorer:
         self.records = {str(k): (np.asarray(x, dtype=float), float(fs)) for k, (x, fs) in records.items()}
         style = {"description_width": "initial"}
         self.record = widgets.Dropdown(options=list(self.records), description="record", style=style)
-        self.lead = widgets.Dropdown(options=[(display_lead(n), n) for n in LEADS], value=LEADS[lead_index(lead)],
-                                     description="lead", style=style)
-        self.low = widgets.FloatSlider(value=low_hz, min=0.05, max=5.0, step=0.05, description="low cut-off (Hz)",
-                                       continuous_update=False, style=style)
-        self.high = widgets.FloatSlider(value=high_hz, min=5.0, max=150.0, step=1.0,
+        self.lead = widgets.Dropdown(options=[(display_lead(n), n) for n in LEADS],
+                                     value=LEADS[lead_index(lead)], description="lead", style=style)
+        self.low = widgets.FloatSlider(value=low_hz, min=0.05, max=5.0, step=0.05,
+                                       description="low cut-off (Hz)", continuous_update=False, style=style)
+        self.high = widgets.FloatSlider(value=high_hz, min=5.0, max=300.0, step=1.0,
                                         description="high cut-off (Hz)", continuous_update=False, style=style)
         self.notch = widgets.ToggleButtons(options=NOTCH_CHOICES, value=float(notch_hz or 0.0),
                                            description="notch", style=style)
@@ -213,15 +230,17 @@ class PreprocessingExplorer:
         update_explorer_figure(self.figure, self.state)
         colour = "#1f4e9c" if self.state["ok"] else "#b00020"
         self.status.value = f'<span style="color:{colour}">{status_text(self.state)}</span>'
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(self.figure)
+        # Replace the Output widget's content directly: capturing with `with output:` and
+        # clear_output(wait=True) can hang nbclient/papermill (jupyter/nbclient#312).
+        shown = {"output_type": "display_data", "data": figure_bundle(self.figure), "metadata": {}}
+        self.output.outputs = (shown,)
 
     def _ipython_display_(self) -> None:
         display(self.widget)
 
 
-def preprocessing_explorer(records: Mapping[str, tuple[np.ndarray, float]], **kwargs: Any) -> PreprocessingExplorer:
+def preprocessing_explorer(records: Mapping[str, tuple[np.ndarray, float]],
+                           **kwargs: Any) -> PreprocessingExplorer:
     """Build the explorer (see :class:`PreprocessingExplorer`); in Colab, enable its widget manager first
     (Colab renders ipywidgets 8 only through its custom widget manager)."""
     try:

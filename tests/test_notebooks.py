@@ -76,3 +76,35 @@ def test_smoke_run_writes_executed_notebooks_and_summary(smoke_run):
         executed = nbformat.read(out / name, as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), f"{name} has no outputs"
         assert entry["seconds"] > 0
+
+
+def check_01(m: dict, synthetic: bool) -> None:
+    assert m["einthoven_max_abs_error_mv"] <= 0.003  # III = II - I holds on the data read
+    assert m["baseline_power_removed_fraction"] > 0.9
+    assert m["high_frequency_power_removed_fraction"] > 0.9
+    assert m["powerline_power_removed_fraction"] > 0.8
+    assert (m["fs_after_resampling"], m["samples_after"]) == (100, 1000)
+    assert m["resampled_vs_stored_100hz_corr"] > 0.95
+    assert m["n_beats_averaged"] >= 5
+    std = m["standardisation"]
+    assert max(abs(v) for v in std["train_mean_per_lead"]) < 1e-5
+    assert max(abs(v - 1) for v in std["train_std_per_lead"]) < 1e-4
+    assert m["signal_quality"]["mean_preprocessed"] > m["signal_quality"]["mean_raw"]
+    assert m["explorer"]["default_ok"] is True and m["explorer"]["impossible_setting_ok"] is False
+    if synthetic:  # R-peak detection against the generator's true heart rate
+        assert m["heart_rate"]["mae_bpm"] < 3 and m["heart_rate"]["n_without_rate"] == 0
+
+
+def test_01_preprocessing_numbers_on_synthetic(smoke_run):
+    m = metrics_of(smoke_run, "01_ecg_preprocessing")
+    check_01(m, synthetic=True)
+    assert m["n_records"] == 80 and sum(m["superclass_counts"].values()) >= 80
+
+
+def test_01_preprocessing_on_real_ptbxl_500(ptbxl500, tmp_path):
+    summary = _run(tmp_path / "runs", tmp_path / "data", "--data", "ptbxl", "--path", str(ptbxl500),
+                   "--only", "01")
+    m = metrics_of(summary, "01_ecg_preprocessing")
+    check_01(m, synthetic=False)
+    assert m["n_records"] == 500
+    assert m["superclass_counts"] == {"NORM": 297, "MI": 73, "STTC": 96, "CD": 78, "HYP": 40}

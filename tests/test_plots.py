@@ -169,15 +169,37 @@ def test_rpeaks_figure_marks_the_peaks():
         plots.rpeaks_figure(x[1], np.array([5000]), FS)
 
 
-def test_class_examples_figure_one_column_per_class():
+def test_amplitude_range_holds_the_signals_on_major_grid_lines():
+    assert plots.amplitude_range([np.array([-0.3, 1.2]), np.array([0.0, 2.6])]) == (-0.5, 3.0)
+    assert plots.amplitude_range([np.array([-0.1, 0.2])], min_span_mv=2.0) == (-1.0, 1.0)
+
+
+def test_class_examples_figure_one_column_per_class_on_a_shared_scale():
     x = record()
-    records = {"NORM": x, "MI": -x, "STTC": 0.5 * x, "CD": x, "HYP": 2 * x}
+    records = {"NORM": x, "MI": -x, "STTC": 0.5 * x, "CD": x, "HYP": 2.5 * x}
     fig = plots.class_examples_figure(records, FS, lead=("II", "V5"), window=(0.0, 2.5))
     assert len(fig.data) == 5 * 2
     assert [a.text for a in fig.layout.annotations][:5] == list(records)
     mi_v5 = next(d for d in fig.data if d.name == "MI V5")
     np.testing.assert_allclose(mi_v5.y, -x[10, :250])
+    # V5 of HYP swings +-2.5 * 1.1 = 2.75 mV: the whole V5 row (axes 6-10) gets -3 .. 3 mV
+    v5_range = tuple(fig.layout["yaxis6"].range)
+    assert v5_range == (-3.0, 3.0) and tuple(fig.layout["yaxis10"].range) == v5_range
+    assert tuple(fig.layout.yaxis.range) == (-1.0, 1.0)
     for i in range(1, 11):
         xa, ya = fig.layout[f"xaxis{'' if i == 1 else i}"], fig.layout[f"yaxis{'' if i == 1 else i}"]
         assert tuple(xa.range) == (0.0, 2.5) and xa.minor.dtick == pytest.approx(0.04)
         assert ya.scaleanchor == f"x{'' if i == 1 else i}" and ya.scaleratio == pytest.approx(0.4)
+
+
+def test_power_spectrum_and_spectrum_figure():
+    t = np.arange(5000) / 500.0
+    hum = np.sin(2 * np.pi * 50.0 * t)
+    freqs, psd = plots.power_spectrum(hum, 500.0)
+    assert freqs[1] - freqs[0] == pytest.approx(0.5)  # 2 s segments
+    assert freqs[np.argmax(psd)] == pytest.approx(50.0)
+    fig = plots.spectrum_figure({"raw": hum, "quiet": 0.1 * hum}, 500.0, marks_hz=[50.0])
+    assert len(fig.data) == 2 and fig.layout.yaxis.type == "log"
+    assert max(fig.data[1].y) == pytest.approx(0.01 * max(fig.data[0].y))
+    assert fig.layout.shapes[0].x0 == 50.0 and tuple(fig.layout.xaxis.range) == (0.0, 250.0)
+    assert plots.log_range([np.array([1e-6, 1e-2]), np.array([1e-20, 1e-1])]) == pytest.approx([-9.0, -0.5])

@@ -118,6 +118,8 @@ def test_explorer_builds_and_a_slider_updates_the_figure(noisy):
     assert explorer.state["high_hz"] == 15.0 and fig.layout.shapes[0].x1 == 15.0
     assert not np.allclose(before, after)
     assert np.abs(np.diff(after)).mean() < np.abs(np.diff(before)).mean()  # smoother
+    (shown,) = explorer.output.outputs  # the Output widget shows the updated figure
+    assert shown["data"]["application/vnd.plotly.v1+json"]["layout"]["shapes"][0]["x1"] == 15.0
 
     explorer.lead.value = "V5"
     np.testing.assert_allclose(fig.data[0].y, x[LEADS.index("V5")])
