@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from evl_lite.notebook_runner import list_notebooks
@@ -24,7 +25,7 @@ REQUIRED_PARAMETERS = {"SMOKE", "DATA_SOURCE", "DATA_DIR", "SEED", "OUTPUT_DIR"}
 
 def test_the_course_has_its_notebooks():
     names = [p.stem for p in NOTEBOOKS]
-    assert "01_ecg_preprocessing" in names
+    assert names[:3] == ["01_ecg_preprocessing", "02_teacher", "03_student_and_logit_kd"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -108,3 +109,30 @@ def test_01_preprocessing_on_real_ptbxl_500(ptbxl500, tmp_path):
     check_01(m, synthetic=False)
     assert m["n_records"] == 500
     assert m["superclass_counts"] == {"NORM": 297, "MI": 73, "STTC": 96, "CD": 78, "HYP": 40}
+
+
+def test_02_teacher_records_a_trained_and_evaluated_teacher(smoke_run):
+    m = metrics_of(smoke_run, "02_teacher")
+    assert m["n_train"] + m["n_val"] + m["n_test"] == 150 and m["n_train"] > m["n_test"]
+    assert m["teacher_params"] > 0 and Path(m["teacher_dir"], "model.safetensors").is_file()
+    assert m["pretrain_epochs"] >= 1 and np.isfinite(m["pretrain_loss_last"])
+    assert 0 <= m["val_macro_auc"] <= 1
+    low, high = m["test_macro_auc_ci"]
+    assert low <= m["test_macro_auc"] <= high
+    entropy = np.asarray(m["attention"]["entropy"], dtype=float)
+    assert entropy.size > 0 and ((entropy >= 0) & (entropy <= 1)).all()
+
+
+def test_03_student_reuses_the_teacher_and_compares_kd_with_scratch(smoke_run):
+    m02 = metrics_of(smoke_run, "02_teacher")
+    m = metrics_of(smoke_run, "03_student_and_logit_kd")
+    assert m["teacher_dir"] == m02["teacher_dir"]  # 03 found 02's checkpoint instead of training anew
+    assert m["teacher_val_macro_auc"] == pytest.approx(m02["val_macro_auc"])
+    assert m["receptive_field"]["samples"] == 235 and m["receptive_field"]["stride"] == 8
+    assert m["kd_params"] == m["scratch_params"] == m["student_params"]
+    assert len(m["kd_window_starts"]) == 3
+    for name in ("teacher", "scratch", "kd"):
+        low, high = m[f"{name}_test_macro_auc_ci"]
+        assert low <= m[f"{name}_test_macro_auc"] <= high
+        assert m[f"{name}_latency_ms"] > 0
+    assert m["kd_minus_scratch_test_auc"] == pytest.approx(m["kd_test_macro_auc"] - m["scratch_test_macro_auc"])
