@@ -63,6 +63,15 @@ def _bench_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teacher_student(args: argparse.Namespace) -> int:
+    from evl_lite.teacher_student import run_teacher_student
+
+    summary = run_teacher_student(args.data, args.path, args.seeds, args.out, args.unlabelled, args.smoke)
+    _print_json({k: summary[k] for k in ("data", "seeds", "n_train", "n_val", "n_test", "n_unlabelled",
+                                         "teacher_test_macro_auc", "student_test_macro_auc")})
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from evl_lite.notebook_runner import run_collection
 
@@ -114,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_cmds.add_parser("distill", help="distillation epoch (teacher cache) vs plain student epoch")
     p.add_argument("--records", type=int, default=512, help="training records in the timed epoch")
     p.set_defaults(func=_bench_distill)
+
+    p = commands.add_parser("teacher-student",
+                            help="train teacher and scratch student over seeds; test macro-AUC as JSON")
+    p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
+    p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
+    p.add_argument("--unlabelled", default=None, help="unlabelled PTB-XL records for pretraining")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", required=True)
+    p.add_argument("--smoke", action="store_true", help="tiny models and data (seconds)")
+    p.set_defaults(func=_teacher_student)
 
     p = commands.add_parser("run", help="execute the notebook collection with papermill")
     p.add_argument("--mode", choices=["smoke", "workshop"], default="smoke")

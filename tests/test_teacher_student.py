@@ -1,0 +1,29 @@
+"""`python -m evl_lite teacher-student`: per-seed results, mean and sd, and resuming finished seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_teacher_student_smoke_over_two_seeds(tmp_path):
+    env = {**os.environ, "EVL_LITE_DATA": str(tmp_path / "data")}
+    cmd = [sys.executable, "-m", "evl_lite", "teacher-student", "--smoke", "--seeds", "2", "--out",
+           str(tmp_path / "out")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = json.loads(proc.stdout)
+    summary = json.loads((tmp_path / "out" / "teacher_student.json").read_text())
+    assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
+    for who in ("teacher", "student"):
+        values = [r[f"{who}_test_macro_auc"] for r in summary["per_seed"]]
+        assert all(0 <= v <= 1 for v in values)
+        assert summary[f"{who}_test_macro_auc"]["mean"] == sum(values) / 2
+        assert printed[f"{who}_test_macro_auc"] == summary[f"{who}_test_macro_auc"]
+    assert summary["commit"] and summary["command"]
+    # a finished seed is loaded, not retrained: the second call returns the same per-seed numbers
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0
+    assert json.loads((tmp_path / "out" / "teacher_student.json").read_text())["per_seed"] == summary["per_seed"]
