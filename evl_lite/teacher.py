@@ -59,6 +59,7 @@ class ECGTransformerConfig(PretrainedConfig):
     fs: float = 100.0  # sampling rate in Hz, used by the token layout
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
+    pooling: str = "cls"  # pooled embedding: the CLS token ("cls") or the mean of the patch tokens ("mean")
 
     def bert_config(self) -> BertConfig:
         """The matching ``BertConfig`` for the stock encoder blocks."""
@@ -171,11 +172,11 @@ class ECGTransformer(PreTrainedModel):
             bert_config._attn_implementation = previous
 
     def forward(self, x: Tensor, output_attentions: bool = False) -> ModelOutput:
-        """x [B, 12, T] -> logits [B, 5], tokens [B, 12 * T / patch_len, d], pooled [B, d] (CLS)."""
+        """x [B, 12, T] -> logits [B, 5], tokens [B, 12 * T / patch_len, d], pooled [B, d] (CLS or mean)."""
         n_patches = self.check_input(x)
         hidden, attentions = self._encode(x, mask=None, output_attentions=output_attentions)
-        pooled = hidden[:, 0]  # [B, d] CLS
         cfg = self.config
+        pooled = hidden[:, 1:].mean(1) if cfg.pooling == "mean" else hidden[:, 0]  # [B, d]
         return ModelOutput(
             logits=self.classifier(self.head_dropout(pooled)),  # [B, n_classes]
             tokens=hidden[:, 1:],  # [B, N, d]

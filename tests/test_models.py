@@ -325,3 +325,12 @@ def test_token_layout_rejects_inconsistent_spans():
         TokenLayout(torch.tensor([0]), torch.tensor([5]), torch.tensor([5]), fs=100.0, n_samples=10)
     with pytest.raises(ValueError, match=r"\[N\]"):
         TokenLayout(torch.tensor([0, 1]), torch.tensor([0]), torch.tensor([5]), fs=100.0, n_samples=10)
+
+
+def test_teacher_mean_pooling_is_the_mean_of_the_patch_tokens():
+    torch.manual_seed(0)
+    model = ECGTransformer(ECGTransformerConfig(d_model=16, n_layers=1, n_heads=2, ffn=32, pooling="mean")).eval()
+    out = model(torch.randn(2, 12, 250))
+    torch.testing.assert_close(out.pooled, out.tokens.mean(1))
+    model.config.pooling = "cls"
+    assert not torch.allclose(model(torch.randn(2, 12, 250)).pooled, out.tokens.mean(1))
