@@ -24,14 +24,18 @@ def bench_models(length: int = 1000, repeats: int = 20) -> dict:
     torch.manual_seed(0)
     teacher = ECGTransformer(ECGTransformerConfig()).eval()
     student = ECGStudentCNN(StudentConfig()).eval()
-    reports = {name: efficiency_report(model, length=length, batch_sizes=(1, 32), repeats=repeats)
-               for name, model in (("teacher", teacher), ("student", student))}
+    reports = {
+        name: efficiency_report(model, length=length, batch_sizes=(1, 32), repeats=repeats)
+        for name, model in (("teacher", teacher), ("student", student))
+    }
     t, s = reports["teacher"], reports["student"]
     ratios = {
         "params_teacher_over_student": t["params"] / s["params"],
         "flops_teacher_over_student": t["flops"] / s["flops"],
-        **{f"latency_b{b}_teacher_over_student": t["latency_ms"][b]["median"] / s["latency_ms"][b]["median"]
-           for b in t["latency_ms"]},
+        **{
+            f"latency_b{b}_teacher_over_student": t["latency_ms"][b]["median"] / s["latency_ms"][b]["median"]
+            for b in t["latency_ms"]
+        },
     }
     return {**reports, "ratios": ratios, "threads": torch.get_num_threads()}
 
@@ -55,21 +59,34 @@ def bench_distillation_epoch(n_train: int = 512, length: int = 1000, repeats: in
     torch.manual_seed(0)
     teacher = ECGTransformer(ECGTransformerConfig()).eval()
     start = time.perf_counter()
-    cache = TeacherCache.build(teacher, train_split.x, 250, window_starts(length, 250, config.eval_windows),
-                               progress=False)
+    cache = TeacherCache.build(
+        teacher, train_split.x, 250, window_starts(length, 250, config.eval_windows), progress=False
+    )
     cache_seconds = time.perf_counter() - start
 
     def epoch(objective, teacher_fn) -> float:
         best = float("inf")
         for _ in range(repeats):
             t0 = time.perf_counter()
-            train(ECGStudentCNN(StudentConfig()), train_split, val_split, config, objective=objective,
-                  teacher=teacher_fn)
+            train(
+                ECGStudentCNN(StudentConfig()),
+                train_split,
+                val_split,
+                config,
+                objective=objective,
+                teacher=teacher_fn,
+            )
             best = min(best, time.perf_counter() - t0)
         return best
 
     plain = epoch(Supervised(), None)
     distilled = epoch(Distillation({"kd": LogitKD()}), cache)
-    return {"train_records": n_train, "plain_epoch_s": plain, "distillation_epoch_s": distilled,
-            "ratio": distilled / plain, "target_ratio": 1.5, "teacher_cache_fill_s": cache_seconds,
-            "cache_mb": (cache.tokens.numel() + cache.logits.numel() + cache.pooled.numel()) * 2 / 2**20}
+    return {
+        "train_records": n_train,
+        "plain_epoch_s": plain,
+        "distillation_epoch_s": distilled,
+        "ratio": distilled / plain,
+        "target_ratio": 1.5,
+        "teacher_cache_fill_s": cache_seconds,
+        "cache_mb": (cache.tokens.numel() + cache.logits.numel() + cache.pooled.numel()) * 2 / 2**20,
+    }

@@ -67,8 +67,21 @@ def _teacher_student(args: argparse.Namespace) -> int:
     from evl_lite.teacher_student import run_teacher_student
 
     summary = run_teacher_student(args.data, args.path, args.seeds, args.out, args.unlabelled, args.smoke)
-    _print_json({k: summary[k] for k in ("data", "seeds", "n_train", "n_val", "n_test", "n_unlabelled",
-                                         "teacher_test_macro_auc", "student_test_macro_auc")})
+    _print_json(
+        {
+            k: summary[k]
+            for k in (
+                "data",
+                "seeds",
+                "n_train",
+                "n_val",
+                "n_test",
+                "n_unlabelled",
+                "teacher_test_macro_auc",
+                "student_test_macro_auc",
+            )
+        }
+    )
     return 0
 
 
@@ -76,7 +89,11 @@ def _run(args: argparse.Namespace) -> int:
     from evl_lite.notebook_runner import run_collection
 
     summary = run_collection(
-        mode=args.mode, data_source=args.data, data_dir=args.path, out_dir=args.out, seed=args.seed,
+        mode=args.mode,
+        data_source=args.data,
+        data_dir=args.path,
+        out_dir=args.out,
+        seed=args.seed,
         only=args.only,
     )
     failed = [name for name, entry in summary["notebooks"].items() if entry["status"] != "ok"]
@@ -124,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", type=int, default=512, help="training records in the timed epoch")
     p.set_defaults(func=_bench_distill)
 
-    p = commands.add_parser("teacher-student",
-                            help="train teacher and scratch student over seeds; test macro-AUC as JSON")
+    p = commands.add_parser(
+        "teacher-student", help="train teacher and scratch student over seeds; test macro-AUC as JSON"
+    )
     p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
     p.add_argument("--unlabelled", default=None, help="unlabelled PTB-XL records for pretraining")

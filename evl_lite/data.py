@@ -35,7 +35,9 @@ STATEMENTS_CSV = "scp_statements.csv"
 # Lead names seen in the wild -> the canonical PTB-XL name (compared upper-case, spaces removed).
 LEAD_ALIASES: dict[str, str] = {
     **{lead: lead for lead in LEADS},
-    "LEADI": "I", "LEADII": "II", "LEADIII": "III",
+    "LEADI": "I",
+    "LEADII": "II",
+    "LEADIII": "III",
     "MLII": "II",
 }
 
@@ -131,17 +133,21 @@ def parse_scp_codes(raw: object, csv: Path, ecg_id: object) -> dict[str, float]:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         value = None
     if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in value.items()
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in value.items()
     ):
         raise ECGDataError(
-            csv, f"ecg_id {ecg_id}: scp_codes {str(raw)[:80]!r} does not parse as a dict of code -> likelihood"
+            csv,
+            f"ecg_id {ecg_id}: scp_codes {str(raw)[:80]!r} does not parse as a dict of code -> likelihood",
         )
     return {k.strip(): float(v) for k, v in value.items()}
 
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
     if not path.is_file():
-        raise ECGDataError(path, "file is missing (a PTB-XL directory needs ptbxl_database.csv and scp_statements.csv)")
+        raise ECGDataError(
+            path, "file is missing (a PTB-XL directory needs ptbxl_database.csv and scp_statements.csv)"
+        )
     try:
         return pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
@@ -197,9 +203,7 @@ def load_ptbxl(root: str | os.PathLike, unknown_codes: str = "error") -> PTBXL:
         codes = parse_scp_codes(raw, csv, ecg_id)
         unknown = [c for c in codes if c not in known]
         if unknown and unknown_codes == "error":
-            raise ECGDataError(
-                csv, f"ecg_id {ecg_id}: SCP code(s) {unknown} not found in {STATEMENTS_CSV}"
-            )
+            raise ECGDataError(csv, f"ecg_id {ecg_id}: SCP code(s) {unknown} not found in {STATEMENTS_CSV}")
         diag = [c for c in codes if c in diagnostic.index]
         scp.append(codes)
         supers.append(_unique(diagnostic.loc[diag, "diagnostic_class"]))
@@ -275,7 +279,9 @@ def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tupl
     missing = [lead for lead in LEADS if lead not in channels]
     if missing:
         raise ECGDataError(
-            hea, f"has {len(header.sig_name)} lead(s) {header.sig_name}; missing {missing} of the 12 standard leads"
+            hea,
+            f"has {len(header.sig_name)} lead(s) {header.sig_name}; "
+            f"missing {missing} of the 12 standard leads",
         )
 
     factors = []
@@ -286,13 +292,18 @@ def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tupl
         elif unit.upper() == "NU" and allow_normalised:
             factors.append(1.0)
         else:
-            raise ECGDataError(hea, f"lead {lead} is in unit {unit!r}; expected mV, uV or V"
-                               + (" (NU needs allow_normalised=True)" if unit.upper() == "NU" else ""))
+            raise ECGDataError(
+                hea,
+                f"lead {lead} is in unit {unit!r}; expected mV, uV or V"
+                + (" (NU needs allow_normalised=True)" if unit.upper() == "NU" else ""),
+            )
 
     try:
         record = wfdb.rdrecord(str(base), channels=[channels[lead] for lead in LEADS])
     except Exception as exc:
-        raise ECGDataError(base.with_name(base.name + ".dat"), f"cannot be read ({type(exc).__name__}: {exc})") from None
+        raise ECGDataError(
+            base.with_name(base.name + ".dat"), f"cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
     signal = np.asarray(record.p_signal, dtype=np.float64).T  # [12, T]
     signal *= np.asarray(factors)[:, None]
     for row, lead in enumerate(LEADS):
@@ -302,7 +313,8 @@ def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tupl
     if bad.any():
         rows = sorted({LEADS[r] for r in np.nonzero(bad)[0]})
         raise ECGDataError(
-            base.with_name(base.name + ".dat"), f"{int(bad.sum())} NaN/inf or invalid samples in lead(s) {rows}"
+            base.with_name(base.name + ".dat"),
+            f"{int(bad.sum())} NaN/inf or invalid samples in lead(s) {rows}",
         )
     return signal.astype(np.float32), float(header.fs)
 

@@ -111,8 +111,13 @@ class ECGDataset(Dataset):
     centred window.
     """
 
-    def __init__(self, split: ECGSplit, crop: int | None = None, random_crop: bool = False,
-                 window_starts: Sequence[int] | None = None):
+    def __init__(
+        self,
+        split: ECGSplit,
+        crop: int | None = None,
+        random_crop: bool = False,
+        window_starts: Sequence[int] | None = None,
+    ):
         if crop is not None and not 0 < crop <= split.x.shape[-1]:
             raise ValueError(f"crop must be in 1..{split.x.shape[-1]} samples, not {crop}")
         self.split = split
@@ -136,13 +141,20 @@ class ECGDataset(Dataset):
                 start = self.window_starts[int(torch.randint(len(self.window_starts), ()).item())]
             else:
                 start = int(torch.randint(span + 1, ()).item())
-            x = x[:, start:start + self.crop]
+            x = x[:, start : start + self.crop]
         return {"x": x, "y": self._y[i], "index": i, "start": start}
 
 
-def make_loader(dataset: Dataset, batch_size: int = 32, shuffle: bool = False, seed: int = 0,
-                num_workers: int = 0) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_size: int = 32, shuffle: bool = False, seed: int = 0, num_workers: int = 0
+) -> DataLoader:
     """A DataLoader whose shuffling (and random crops) depend only on ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=num_workers, drop_last=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        drop_last=False,
+    )

@@ -47,20 +47,31 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[
     entry: dict[str, Any] = {"status": "ok", "output": str(executed)}
     try:
         pm.execute_notebook(
-            str(path), str(executed), parameters=params, kernel_name="python3",
-            cwd=str(path.parent), progress_bar=False,
+            str(path),
+            str(executed),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(path.parent),
+            progress_bar=False,
         )
     except pm.PapermillExecutionError as exc:
-        entry.update(status="failed", error={"cell": exc.exec_count, "name": exc.ename, "message": exc.evalue})
+        entry.update(
+            status="failed", error={"cell": exc.exec_count, "name": exc.ename, "message": exc.evalue}
+        )
     entry["seconds"] = round(time.perf_counter() - start, 2)
     metrics_file = nb_out / "metrics.json"
     entry["metrics"] = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
     return entry
 
 
-def run_collection(mode: str = "smoke", data_source: str = "synthetic", data_dir: str | None = None,
-                   out_dir: str | os.PathLike = "runs/smoke", seed: int = 0,
-                   only: list[str] | None = None) -> dict[str, Any]:
+def run_collection(
+    mode: str = "smoke",
+    data_source: str = "synthetic",
+    data_dir: str | None = None,
+    out_dir: str | os.PathLike = "runs/smoke",
+    seed: int = 0,
+    only: list[str] | None = None,
+) -> dict[str, Any]:
     """Run every notebook in order; writes and returns the summary."""
     from tqdm.auto import tqdm
 

@@ -50,8 +50,12 @@ def _random_crops(x: torch.Tensor, crop: int | None) -> torch.Tensor:
     return torch.gather(x, 2, index[:, None, :].expand(-1, x.shape[1], -1).to(x.device))
 
 
-def pretrain(teacher: ECGTransformer, x: np.ndarray, config: PretrainConfig | None = None,
-             out_dir: str | os.PathLike | None = None) -> list[dict[str, float]]:
+def pretrain(
+    teacher: ECGTransformer,
+    x: np.ndarray,
+    config: PretrainConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> list[dict[str, float]]:
     """Masked-patch pretraining on unlabelled records x [N, 12, T]; returns per-epoch losses.
 
     The validation loss uses a fixed mask and fixed windows so epochs are comparable.
@@ -65,8 +69,12 @@ def pretrain(teacher: ECGTransformer, x: np.ndarray, config: PretrainConfig | No
     val, train = data[perm[:n_val]], data[perm[n_val:]]
     if len(train) == 0:
         raise ValueError("pretraining needs at least two records")
-    loader = DataLoader(TensorDataset(train), batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(config.seed))
+    loader = DataLoader(
+        TensorDataset(train),
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = max(1, config.epochs * len(loader))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
@@ -78,8 +86,11 @@ def pretrain(teacher: ECGTransformer, x: np.ndarray, config: PretrainConfig | No
     val_mask = raw.random_patch_mask(val_windows, config.mask_ratio, generator=val_gen) if n_val else None
 
     history: list[dict[str, float]] = []
-    bar = tqdm(range(config.epochs), desc="pretraining", disable=not (config.progress
-               and accelerator.is_main_process))
+    bar = tqdm(
+        range(config.epochs),
+        desc="pretraining",
+        disable=not (config.progress and accelerator.is_main_process),
+    )
     for epoch in bar:
         model.train()
         losses = []

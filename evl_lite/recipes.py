@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evl_lite.atomic import write_json_atomic
 from evl_lite.data import load_ptbxl, load_signals
 from evl_lite.dataset import ECGSplit, prepare_splits
-from evl_lite.atomic import write_json_atomic
 from evl_lite.preprocessing import PreprocessConfig
 from evl_lite.pretraining import PretrainConfig, pretrain
 from evl_lite.sources import resolve_data_dir, synthetic_dataset
@@ -54,18 +54,32 @@ class BenchmarkData:
         return self.splits["test"]
 
 
-def load_benchmark_data(source: str = "synthetic", data_dir: str | os.PathLike | None = None,
-                        smoke: bool = False, seed: int = 0, progress: bool = True) -> BenchmarkData:
+def load_benchmark_data(
+    source: str = "synthetic",
+    data_dir: str | os.PathLike | None = None,
+    smoke: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+) -> BenchmarkData:
     """Train (folds 1-8), validation (9) and test (10) splits, preprocessed for the models."""
     n_records = SMOKE_RECORDS if smoke else WORKSHOP_RECORDS
     root = resolve_data_dir(source, data_dir, n_records=n_records, seed=seed)
-    splits, _ = prepare_splits(root, config=PreprocessConfig(target_fs=100, notch_hz=None),
-                               normalisation="per_record", progress=progress)
+    splits, _ = prepare_splits(
+        root,
+        config=PreprocessConfig(target_fs=100, notch_hz=None),
+        normalisation="per_record",
+        progress=progress,
+    )
     return BenchmarkData(root=root, splits=splits, source=source)
 
 
-def unlabelled_records(data: BenchmarkData, unlabelled_dir: str | os.PathLike | None = None,
-                       n_synthetic: int = 0, seed: int = 0, progress: bool = True) -> np.ndarray:
+def unlabelled_records(
+    data: BenchmarkData,
+    unlabelled_dir: str | os.PathLike | None = None,
+    n_synthetic: int = 0,
+    seed: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
     """Records x [N, 12, T] for masked-patch pretraining (labels never used).
 
     Real data: ``unlabelled_dir`` (e.g. ``../shared/data/ptbxl-unlabelled``, already
@@ -77,9 +91,14 @@ def unlabelled_records(data: BenchmarkData, unlabelled_dir: str | os.PathLike | 
         db = load_ptbxl(unlabelled_dir)
         parts.append(load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress))
     elif n_synthetic > 0:
-        extra = prepare_splits(synthetic_dataset(n_synthetic, seed=seed + 1000, progress=progress),
-                               splits=("train", "val", "test"), config=PreprocessConfig(notch_hz=None),
-                               normalisation="per_record", drop_unlabelled=False, progress=progress)[0]
+        extra = prepare_splits(
+            synthetic_dataset(n_synthetic, seed=seed + 1000, progress=progress),
+            splits=("train", "val", "test"),
+            config=PreprocessConfig(notch_hz=None),
+            normalisation="per_record",
+            drop_unlabelled=False,
+            progress=progress,
+        )[0]
         parts.extend(split.x for split in extra.values())
     return np.concatenate(parts).astype(np.float32)
 
@@ -90,17 +109,26 @@ def unlabelled_records(data: BenchmarkData, unlabelled_dir: str | os.PathLike | 
 def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, TrainConfig]:
     """Teacher size and schedules: tiny in smoke mode, a real (still CPU-sized) run otherwise."""
     if smoke:
-        return (ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64),
-                PretrainConfig(epochs=1, batch_size=64, progress=False),
-                TrainConfig(epochs=2, batch_size=32, lr=1e-3, eval_windows=3, progress=False))
+        return (
+            ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64),
+            PretrainConfig(epochs=1, batch_size=64, progress=False),
+            TrainConfig(epochs=2, batch_size=32, lr=1e-3, eval_windows=3, progress=False),
+        )
     # 0.5 s patches (60 tokens per 2.5 s window) halve the cost of the 0.25 s default on a CPU
-    return (ECGTransformerConfig(patch_len=50),
-            PretrainConfig(epochs=4, batch_size=64),
-            TrainConfig(epochs=8, batch_size=32, lr=1e-3))
+    return (
+        ECGTransformerConfig(patch_len=50),
+        PretrainConfig(epochs=4, batch_size=64),
+        TrainConfig(epochs=8, batch_size=32, lr=1e-3),
+    )
 
 
-def get_teacher(checkpoint_dir: str | os.PathLike, data: BenchmarkData, smoke: bool = False,
-                seed: int = 0, unlabelled: np.ndarray | None = None) -> tuple[ECGTransformer, dict]:
+def get_teacher(
+    checkpoint_dir: str | os.PathLike,
+    data: BenchmarkData,
+    smoke: bool = False,
+    seed: int = 0,
+    unlabelled: np.ndarray | None = None,
+) -> tuple[ECGTransformer, dict]:
     """Load the teacher from ``checkpoint_dir``, or pretrain + fine-tune one there.
 
     The second value is the record of how it was made (``teacher_info.json`` next to the
@@ -118,8 +146,14 @@ def get_teacher(checkpoint_dir: str | os.PathLike, data: BenchmarkData, smoke: b
     pre_history = pretrain(teacher, x_unlabelled, pre_config, out_dir=path / "pretraining")
     result = train(teacher, data.train, data.val, fine_config, out_dir=path / "finetuning")
     teacher.save_pretrained(path)
-    info = {"pretrain_history": pre_history, "finetune_history": result.history,
-            "best_val_macro_auc": result.best_val_auc, "best_epoch": result.best_epoch,
-            "unlabelled_records": int(len(x_unlabelled)), "seed": seed, "smoke": smoke}
+    info = {
+        "pretrain_history": pre_history,
+        "finetune_history": result.history,
+        "best_val_macro_auc": result.best_val_auc,
+        "best_epoch": result.best_epoch,
+        "unlabelled_records": int(len(x_unlabelled)),
+        "seed": seed,
+        "smoke": smoke,
+    }
     write_json_atomic(info_file, info)
     return teacher.eval(), info

@@ -30,8 +30,9 @@ def default_data_root() -> Path:
     return Path.cwd() / "data"
 
 
-def synthetic_dataset(n_records: int, seed: int = 0, target: str | os.PathLike | None = None,
-                      progress: bool = True) -> Path:
+def synthetic_dataset(
+    n_records: int, seed: int = 0, target: str | os.PathLike | None = None, progress: bool = True
+) -> Path:
     """Path of the synthetic dataset with ``n_records`` and ``seed``, generated if missing.
 
     ``target`` defaults to ``data/synthetic/n{records}-seed{seed}``.
@@ -44,7 +45,9 @@ def synthetic_dataset(n_records: int, seed: int = 0, target: str | os.PathLike |
     if (target / DATABASE_CSV).is_file() and (target / STATEMENTS_CSV).is_file():
         return target
     if target.exists() and any(target.iterdir()):
-        raise ECGDataError(target, "exists but holds no dataset in the PTB-XL layout; choose an empty directory")
+        raise ECGDataError(
+            target, "exists but holds no dataset in the PTB-XL layout; choose an empty directory"
+        )
     base = target.parent
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=base))
@@ -62,8 +65,9 @@ def synthetic_dataset(n_records: int, seed: int = 0, target: str | os.PathLike |
     return target
 
 
-def resolve_data_dir(source: str, data_dir: str | os.PathLike | None, n_records: int = 2000,
-                     seed: int = 0) -> Path:
+def resolve_data_dir(
+    source: str, data_dir: str | os.PathLike | None, n_records: int = 2000, seed: int = 0
+) -> Path:
     """The notebook parameters ``DATA_SOURCE``/``DATA_DIR`` -> a directory in the PTB-XL layout.
 
     ``"ptbxl"`` needs ``data_dir``; ``"synthetic"`` generates ``n_records`` records into
@@ -73,8 +77,11 @@ def resolve_data_dir(source: str, data_dir: str | os.PathLike | None, n_records:
         raise ValueError(f"DATA_SOURCE must be one of {SOURCES}, not {source!r}")
     if source == "ptbxl":
         if not data_dir:
-            raise ECGDataError(None, "DATA_SOURCE='ptbxl' needs DATA_DIR, the PTB-XL directory "
-                               "(see data/README.md to download it)")
+            raise ECGDataError(
+                None,
+                "DATA_SOURCE='ptbxl' needs DATA_DIR, the PTB-XL directory "
+                "(see data/README.md to download it)",
+            )
         path = Path(data_dir).expanduser()
         if not (path / DATABASE_CSV).is_file():
             raise ECGDataError(path, f"is not a PTB-XL directory ({DATABASE_CSV} is missing)")

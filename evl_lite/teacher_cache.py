@@ -33,8 +33,11 @@ def fingerprint(teacher: nn.Module, x: np.ndarray, crop: int, starts: Sequence[i
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     config = getattr(teacher, "config", None)
     if config is not None:
-        h.update(json.dumps(config.to_dict() if hasattr(config, "to_dict") else str(config),
-                            sort_keys=True, default=str).encode())
+        h.update(
+            json.dumps(
+                config.to_dict() if hasattr(config, "to_dict") else str(config), sort_keys=True, default=str
+            ).encode()
+        )
     h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
     h.update(json.dumps({"crop": crop, "starts": list(starts)}).encode())
     return h.hexdigest()[:16]
@@ -43,8 +46,15 @@ def fingerprint(teacher: nn.Module, x: np.ndarray, crop: int, starts: Sequence[i
 class TeacherCache:
     """Callable ``(x, batch) -> ModelOutput`` that looks the teacher's output up by record and window."""
 
-    def __init__(self, logits: Tensor, tokens: Tensor, pooled: Tensor, starts: Sequence[int],
-                 layout: TokenLayout, path: Path | None = None):
+    def __init__(
+        self,
+        logits: Tensor,
+        tokens: Tensor,
+        pooled: Tensor,
+        starts: Sequence[int],
+        layout: TokenLayout,
+        path: Path | None = None,
+    ):
         self.logits = logits  # [N, K, C] float16
         self.tokens = tokens  # [N, K, N_t, d_t] float16
         self.pooled = pooled  # [N, K, d_t] float16
@@ -55,16 +65,23 @@ class TeacherCache:
 
     @classmethod
     @torch.inference_mode()
-    def build(cls, teacher: nn.Module, x: np.ndarray, crop: int, starts: Sequence[int],
-              cache_dir: str | os.PathLike | None = None, batch_size: int = 64,
-              progress: bool = True) -> TeacherCache:
+    def build(
+        cls,
+        teacher: nn.Module,
+        x: np.ndarray,
+        crop: int,
+        starts: Sequence[int],
+        cache_dir: str | os.PathLike | None = None,
+        batch_size: int = 64,
+        progress: bool = True,
+    ) -> TeacherCache:
         """Compute (or load, when ``cache_dir`` holds it) the outputs for x [N, 12, T]."""
         key = fingerprint(teacher, x, crop, starts)
         path = Path(cache_dir) / f"teacher-outputs-{key}.safetensors" if cache_dir is not None else None
         was_training = teacher.training
         teacher.eval()
         device = next(teacher.parameters()).device
-        layout = teacher(torch.as_tensor(x[:1, :, starts[0]:starts[0] + crop]).to(device)).token_layout
+        layout = teacher(torch.as_tensor(x[:1, :, starts[0] : starts[0] + crop]).to(device)).token_layout
         if path is not None and path.is_file():
             table = load_file(path)
             teacher.train(was_training)
@@ -73,8 +90,8 @@ class TeacherCache:
         xs = torch.as_tensor(x)
         logits, tokens, pooled = [], [], []
         for i in tqdm(range(0, len(xs), batch_size), desc="teacher cache", disable=not progress, leave=False):
-            chunk = xs[i:i + batch_size].to(device)
-            outs = [teacher(chunk[..., s:s + crop]) for s in starts]
+            chunk = xs[i : i + batch_size].to(device)
+            outs = [teacher(chunk[..., s : s + crop]) for s in starts]
             logits.append(torch.stack([o.logits for o in outs], 1).half().cpu())  # [b, K, C]
             tokens.append(torch.stack([o.tokens for o in outs], 1).half().cpu())  # [b, K, N_t, d_t]
             pooled.append(torch.stack([o.pooled for o in outs], 1).half().cpu())  # [b, K, d_t]
@@ -83,8 +100,11 @@ class TeacherCache:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
-            save_file({"logits": cache.logits, "tokens": cache.tokens, "pooled": cache.pooled}, tmp,
-                      metadata={"starts": json.dumps(cache.starts), "crop": str(crop)})
+            save_file(
+                {"logits": cache.logits, "tokens": cache.tokens, "pooled": cache.pooled},
+                tmp,
+                metadata={"starts": json.dumps(cache.starts), "crop": str(crop)},
+            )
             os.replace(tmp, path)
         return cache
 

@@ -31,14 +31,25 @@ STUDENT_RECIPE = TrainConfig(epochs=15, batch_size=32, lr=1e-2)
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def run_teacher_student(source: str, data_dir: str | None, seeds: int, out_dir: str | os.PathLike,
-                        unlabelled_dir: str | None = None, smoke: bool = False) -> dict:
+def run_teacher_student(
+    source: str,
+    data_dir: str | None,
+    seeds: int,
+    out_dir: str | os.PathLike,
+    unlabelled_dir: str | None = None,
+    smoke: bool = False,
+) -> dict:
     """Train and test teacher and scratch student for ``seeds`` seeds; returns the summary."""
     out = Path(out_dir)
     data = load_benchmark_data(source, data_dir, smoke=smoke, seed=0, progress=False)
@@ -50,13 +61,15 @@ def run_teacher_student(source: str, data_dir: str | None, seeds: int, out_dir: 
             per_seed.append(json.loads(seed_file.read_text()))
             continue
         start = time.perf_counter()
-        teacher, info = get_teacher(out / f"seed{seed}" / "teacher", data, smoke=smoke, seed=seed,
-                                    unlabelled=x_unlabelled)
+        teacher, info = get_teacher(
+            out / f"seed{seed}" / "teacher", data, smoke=smoke, seed=seed, unlabelled=x_unlabelled
+        )
         teacher_seconds = time.perf_counter() - start
         torch.manual_seed(seed)
         student = ECGStudentCNN(StudentConfig())
-        config = TrainConfig(**{**STUDENT_RECIPE.__dict__, "seed": seed, "progress": False,
-                                **({"epochs": 2} if smoke else {})})
+        config = TrainConfig(
+            **{**STUDENT_RECIPE.__dict__, "seed": seed, "progress": False, **({"epochs": 2} if smoke else {})}
+        )
         start = time.perf_counter()
         train(student, data.train, data.val, config)
         student_seconds = time.perf_counter() - start
@@ -65,24 +78,34 @@ def run_teacher_student(source: str, data_dir: str | None, seeds: int, out_dir: 
             "teacher_test_macro_auc": macro_auc(data.test.y, predict(teacher, data.test.x))[0],
             "student_test_macro_auc": macro_auc(data.test.y, predict(student, data.test.x))[0],
             "teacher_val_macro_auc": info["best_val_macro_auc"],
-            "teacher_seconds": teacher_seconds, "student_seconds": student_seconds,
+            "teacher_seconds": teacher_seconds,
+            "student_seconds": student_seconds,
         }
         write_json_atomic(seed_file, result)
         per_seed.append(result)
 
     def stats(key: str) -> dict:
         values = np.array([r[key] for r in per_seed])
-        return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                "values": values.tolist()}
+        return {
+            "mean": float(values.mean()),
+            "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "values": values.tolist(),
+        }
 
     summary = {
-        "data": source, "path": str(data.root), "unlabelled_dir": unlabelled_dir, "seeds": seeds,
-        "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
+        "data": source,
+        "path": str(data.root),
+        "unlabelled_dir": unlabelled_dir,
+        "seeds": seeds,
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "n_test": len(data.test),
         "n_unlabelled": int(len(x_unlabelled)),
         "teacher_test_macro_auc": stats("teacher_test_macro_auc"),
         "student_test_macro_auc": stats("student_test_macro_auc"),
         "per_seed": per_seed,
-        "command": " ".join(sys.argv), "commit": _commit(),
+        "command": " ".join(sys.argv),
+        "commit": _commit(),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
     }
     write_json_atomic(out / "teacher_student.json", summary)

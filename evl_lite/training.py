@@ -33,10 +33,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from evl_lite.atomic import write_json_atomic
 from evl_lite.dataset import ECGDataset, ECGSplit, make_loader
 from evl_lite.evaluation import macro_auc
 from evl_lite.model_output import ModelOutput
-from evl_lite.atomic import write_json_atomic
 
 
 @dataclass
@@ -107,8 +107,9 @@ class Objective(nn.Module):
 
     needs_teacher: bool = False
 
-    def forward(self, output: ModelOutput, batch: dict[str, Tensor],
-                teacher_output: ModelOutput | None = None) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self, output: ModelOutput, batch: dict[str, Tensor], teacher_output: ModelOutput | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
 
@@ -129,8 +130,12 @@ class Distillation(Objective):
 
     needs_teacher = True
 
-    def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float] | None = None,
-                 supervised_weight: float = 1.0):
+    def __init__(
+        self,
+        losses: dict[str, nn.Module],
+        weights: dict[str, float] | None = None,
+        supervised_weight: float = 1.0,
+    ):
         super().__init__()
         self.losses = nn.ModuleDict(losses)
         self.weights = {name: 1.0 for name in losses} | (weights or {})
@@ -150,8 +155,9 @@ class Distillation(Objective):
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, x: np.ndarray | Tensor, crop: int | None = 250, n_windows: int = 7,
-            batch_size: int = 64) -> np.ndarray:
+def predict(
+    model: nn.Module, x: np.ndarray | Tensor, crop: int | None = 250, n_windows: int = 7, batch_size: int = 64
+) -> np.ndarray:
     """Sigmoid probabilities [N, C]: the maximum over sliding windows of ``crop`` samples."""
     was_training = model.training
     model.eval()
@@ -161,8 +167,8 @@ def predict(model: nn.Module, x: np.ndarray | Tensor, crop: int | None = 250, n_
     width = x.shape[-1] if crop is None else min(crop, x.shape[-1])
     probs = []
     for i in range(0, len(x), batch_size):
-        chunk = x[i:i + batch_size].to(device)
-        per_window = [torch.sigmoid(model(chunk[..., s:s + width]).logits) for s in starts]
+        chunk = x[i : i + batch_size].to(device)
+        per_window = [torch.sigmoid(model(chunk[..., s : s + width]).logits) for s in starts]
         probs.append(torch.stack(per_window).amax(dim=0).float().cpu())
     model.train(was_training)
     return torch.cat(probs).numpy()
@@ -171,21 +177,34 @@ def predict(model: nn.Module, x: np.ndarray | Tensor, crop: int | None = 250, n_
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(directory: Path, model: nn.Module, objective: nn.Module, optimizer, scheduler,
-                     state: dict[str, Any], best_model_state: dict[str, Tensor]) -> None:
+def _save_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    objective: nn.Module,
+    optimizer,
+    scheduler,
+    state: dict[str, Any],
+    best_model_state: dict[str, Tensor],
+) -> None:
     """Write the resumable state into ``directory`` atomically (temp dir, then rename)."""
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    save_file({k: v.detach().cpu().contiguous() for k, v in best_model_state.items()}, tmp / "best_model.safetensors")
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors"
+    )
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in best_model_state.items()},
+        tmp / "best_model.safetensors",
+    )
     objective_state = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
     if objective_state:
         save_file(objective_state, tmp / "objective.safetensors")
     # Optimiser and scheduler state hold only tensors and numbers: loaded with weights_only=True.
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-               tmp / "trainer_state.pt")
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "trainer_state.pt"
+    )
     (tmp / "state.json").write_text(json.dumps(state))
     if directory.exists():
         os.replace(directory, old)
@@ -249,8 +268,11 @@ def train(
 
     params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * max(1, len(train_loader) // accelerator.num_processes
-                                + int(len(train_loader) % accelerator.num_processes > 0))
+    steps = config.epochs * max(
+        1,
+        len(train_loader) // accelerator.num_processes
+        + int(len(train_loader) % accelerator.num_processes > 0),
+    )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(steps, 1))
     needs_teacher = objective.needs_teacher
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
@@ -280,8 +302,13 @@ def train(
         history, best_auc, best_epoch = state["history"], state["best_auc"], state["best_epoch"]
         start_epoch = state["epoch"] + 1
 
-    bar = tqdm(range(start_epoch, config.epochs), desc="epochs", disable=not (config.progress
-               and accelerator.is_main_process), initial=start_epoch, total=config.epochs)
+    bar = tqdm(
+        range(start_epoch, config.epochs),
+        desc="epochs",
+        disable=not (config.progress and accelerator.is_main_process),
+        initial=start_epoch,
+        total=config.epochs,
+    )
     for epoch in bar:
         # Crops and dropout draw from torch's RNG, reseeded per epoch so resuming replays them.
         torch.manual_seed(config.seed * 100_003 + epoch)
@@ -307,11 +334,20 @@ def train(
 
         # training losses averaged over the batches of every process
         keys = sorted(sums)
-        totals = accelerator.reduce(torch.tensor([sums[k] for k in keys] + [n_batches], dtype=torch.float64,
-                                                 device=accelerator.device), reduction="sum").tolist()
+        totals = accelerator.reduce(
+            torch.tensor(
+                [sums[k] for k in keys] + [n_batches], dtype=torch.float64, device=accelerator.device
+            ),
+            reduction="sum",
+        ).tolist()
         val_auc, val_n = evaluate_loader(model, val_loader, accelerator, config.crop, config.eval_windows)
-        row = {"epoch": epoch, "val_macro_auc": val_auc, "val_n": val_n, "lr": scheduler.get_last_lr()[0],
-               **{f"train_{k}": v / max(totals[-1], 1) for k, v in zip(keys, totals, strict=False)}}
+        row = {
+            "epoch": epoch,
+            "val_macro_auc": val_auc,
+            "val_n": val_n,
+            "lr": scheduler.get_last_lr()[0],
+            **{f"train_{k}": v / max(totals[-1], 1) for k, v in zip(keys, totals, strict=False)},
+        }
         history.append(row)
         if val_auc > best_auc:
             best_auc, best_epoch = val_auc, epoch
@@ -320,20 +356,34 @@ def train(
         if out is not None and accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             _write_history(out, history)
-            _save_checkpoint(ckpt_dir, unwrapped, accelerator.unwrap_model(objective), optimizer, scheduler,
-                             {"epoch": epoch, "history": history, "best_auc": best_auc,
-                              "best_epoch": best_epoch, "config": asdict(config)}, best_state)
+            _save_checkpoint(
+                ckpt_dir,
+                unwrapped,
+                accelerator.unwrap_model(objective),
+                optimizer,
+                scheduler,
+                {
+                    "epoch": epoch,
+                    "history": history,
+                    "best_auc": best_auc,
+                    "best_epoch": best_epoch,
+                    "config": asdict(config),
+                },
+                best_state,
+            )
         accelerator.wait_for_everyone()
         if config.patience is not None and epoch - best_epoch >= config.patience:
             break
 
     unwrapped.load_state_dict(best_state)
-    return TrainResult(best_val_auc=best_auc, best_epoch=best_epoch, history=history,
-                       out_dir=str(out) if out else None)
+    return TrainResult(
+        best_val_auc=best_auc, best_epoch=best_epoch, history=history, out_dir=str(out) if out else None
+    )
 
 
-def evaluate_loader(model: nn.Module, loader, accelerator: Accelerator, crop: int | None,
-                    n_windows: int) -> tuple[float, int]:
+def evaluate_loader(
+    model: nn.Module, loader, accelerator: Accelerator, crop: int | None, n_windows: int
+) -> tuple[float, int]:
     """Validation macro-AUC and the number of records it covers, gathered from every process."""
     probs, targets = [], []
     for batch in loader:

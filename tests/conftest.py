@@ -37,8 +37,12 @@ def ptbxl_unlabelled() -> Path:
 
 STATEMENTS = pd.DataFrame(
     {
-        "description": ["normal ECG", "inferior myocardial infarction", "left ventricular hypertrophy",
-                        "sinus rhythm"],
+        "description": [
+            "normal ECG",
+            "inferior myocardial infarction",
+            "left ventricular hypertrophy",
+            "sinus rhythm",
+        ],
         "diagnostic": [1.0, 1.0, 1.0, None],
         "form": [None, None, None, None],
         "rhythm": [None, None, None, 1.0],
@@ -58,15 +62,27 @@ def ecg_like(fs: float, seconds: float = 10.0, n_leads: int = 12, seed: int = 0)
     return beat[:, None] * gains[None, :] + 0.01 * rng.standard_normal((t.size, n_leads))
 
 
-def write_record(directory: Path, name: str, signal: np.ndarray, fs: float,
-                 sig_name: list[str] | None = None, units: list[str] | None = None,
-                 gain: float = 1000.0) -> None:
+def write_record(
+    directory: Path,
+    name: str,
+    signal: np.ndarray,
+    fs: float,
+    sig_name: list[str] | None = None,
+    units: list[str] | None = None,
+    gain: float = 1000.0,
+) -> None:
     """Write a WFDB record (fmt 16) like PTB-XL's; signal is [T, n_leads]."""
     n = signal.shape[1]
     directory.mkdir(parents=True, exist_ok=True)
     wfdb.wrsamp(
-        name, fs=fs, units=units or ["mV"] * n, sig_name=sig_name or list(LEADS[:n]),
-        p_signal=signal, fmt=["16"] * n, adc_gain=[gain] * n, baseline=[0] * n,
+        name,
+        fs=fs,
+        units=units or ["mV"] * n,
+        sig_name=sig_name or list(LEADS[:n]),
+        p_signal=signal,
+        fmt=["16"] * n,
+        adc_gain=[gain] * n,
+        baseline=[0] * n,
         write_dir=str(directory),
     )
 
@@ -78,8 +94,16 @@ def make_layout(root: Path, codes: list[str], folds: list[int] | None = None, fs
     for i, (code, fold) in enumerate(zip(codes, folds, strict=True), start=1):
         rel = f"records{fs}/00000/{i:05d}_{'lr' if fs == 100 else 'hr'}"
         write_record(root / rel.rsplit("/", 1)[0], rel.rsplit("/", 1)[1], ecg_like(fs, seed=i), fs)
-        rows.append({"ecg_id": i, "patient_id": i, "scp_codes": code, "strat_fold": fold,
-                     "filename_lr": rel if fs == 100 else "", "filename_hr": rel if fs == 500 else ""})
+        rows.append(
+            {
+                "ecg_id": i,
+                "patient_id": i,
+                "scp_codes": code,
+                "strat_fold": fold,
+                "filename_lr": rel if fs == 100 else "",
+                "filename_hr": rel if fs == 500 else "",
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "ptbxl_database.csv", index=False)
     STATEMENTS.to_csv(root / "scp_statements.csv")
     return root
@@ -87,6 +111,11 @@ def make_layout(root: Path, codes: list[str], folds: list[int] | None = None, fs
 
 @pytest.fixture
 def tiny_layout(tmp_path: Path) -> Path:
-    codes = ["{'NORM': 100.0, 'SR': 0.0}", "{'IMI': 50.0, 'LVH': 100.0}", "{'SR': 0.0}",
-             "{'NORM': 80.0}", "{'LVH': 100.0}"]
+    codes = [
+        "{'NORM': 100.0, 'SR': 0.0}",
+        "{'IMI': 50.0, 'LVH': 100.0}",
+        "{'SR': 0.0}",
+        "{'NORM': 80.0}",
+        "{'LVH': 100.0}",
+    ]
     return make_layout(tmp_path / "ptbxl", codes, folds=[1, 2, 9, 10, 10])

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ecg_like, make_layout, write_record
+
 from evl_lite.constants import LEADS
 from evl_lite.data import load_ptbxl, load_signals, read_record, summary
 from evl_lite.errors import ECGDataError
@@ -21,22 +20,39 @@ def test_summary_of_real_ptbxl_500(ptbxl500):
     s = summary(ptbxl500)
     assert s["records"] == 500
     assert s["superclass_counts"] == {"NORM": 297, "MI": 73, "STTC": 96, "CD": 78, "HYP": 40}
-    assert s["fold_sizes"] == {"1": 58, "2": 51, "3": 34, "4": 42, "5": 47, "6": 33, "7": 44, "8": 44,
-                               "9": 81, "10": 66}
+    assert s["fold_sizes"] == {
+        "1": 58,
+        "2": 51,
+        "3": 34,
+        "4": 42,
+        "5": 47,
+        "6": 33,
+        "7": 44,
+        "8": 44,
+        "9": 81,
+        "10": 66,
+    }
     assert s["records_without_superclass"] == 12
     assert s["sampling_rates"] == [100, 500]
 
 
 def test_cli_data_summary_prints_json(ptbxl500):
-    out = subprocess.run([sys.executable, "-m", "evl_lite", "data", "summary", str(ptbxl500)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "evl_lite", "data", "summary", str(ptbxl500)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     s = json.loads(out.stdout)
     assert s["records"] == 500 and s["superclass_counts"]["HYP"] == 40
 
 
 def test_cli_bad_path_is_one_clear_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "evl_lite", "data", "summary", str(tmp_path / "nope")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "evl_lite", "data", "summary", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert "nope" in out.stderr and "does not exist" in out.stderr and "Traceback" not in out.stderr
 
@@ -109,7 +125,9 @@ def test_malformed_scp_codes_names_the_record(tmp_path):
 
 def test_unknown_scp_code_is_an_error_or_ignored_on_request(tmp_path):
     root = make_layout(tmp_path / "d", ["{'NORM': 100.0}", "{'XYZ': 100.0, 'NORM': 50.0}"])
-    with pytest.raises(ECGDataError, match=r"ecg_id 2: SCP code\(s\) \['XYZ'\] not found in scp_statements\.csv"):
+    with pytest.raises(
+        ECGDataError, match=r"ecg_id 2: SCP code\(s\) \['XYZ'\] not found in scp_statements\.csv"
+    ):
         load_ptbxl(root)
     db = load_ptbxl(root, unknown_codes="ignore")
     assert db.database.loc[2, "superclasses"] == ["NORM"]
@@ -146,9 +164,11 @@ def test_invalid_samples_are_named_not_passed_on_as_nan(tiny_layout):
     raw = bytearray(dat.read_bytes())
     sample, lead = 400, 7  # fmt 16 interleaves leads; -32768 is WFDB's "invalid sample"
     offset = 2 * (sample * 12 + lead)
-    raw[offset:offset + 2] = (-32768).to_bytes(2, "little", signed=True)
+    raw[offset : offset + 2] = (-32768).to_bytes(2, "little", signed=True)
     dat.write_bytes(bytes(raw))
-    with pytest.raises(ECGDataError, match=r"00001_lr\.dat: 1 NaN/inf or invalid samples in lead\(s\) \['V2'\]"):
+    with pytest.raises(
+        ECGDataError, match=r"00001_lr\.dat: 1 NaN/inf or invalid samples in lead\(s\) \['V2'\]"
+    ):
         read_record(tiny_layout / "records100/00000/00001_lr")
 
 

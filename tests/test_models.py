@@ -329,7 +329,9 @@ def test_token_layout_rejects_inconsistent_spans():
 
 def test_teacher_mean_pooling_is_the_mean_of_the_patch_tokens():
     torch.manual_seed(0)
-    model = ECGTransformer(ECGTransformerConfig(d_model=16, n_layers=1, n_heads=2, ffn=32, pooling="mean")).eval()
+    model = ECGTransformer(
+        ECGTransformerConfig(d_model=16, n_layers=1, n_heads=2, ffn=32, pooling="mean")
+    ).eval()
     out = model(torch.randn(2, 12, 250))
     torch.testing.assert_close(out.pooled, out.tokens.mean(1))
     model.config.pooling = "cls"

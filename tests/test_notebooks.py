@@ -48,7 +48,10 @@ def _run(out: Path, data_root: Path, *extra: str) -> dict:
     env = {**os.environ, "EVL_LITE_DATA": str(data_root)}
     proc = subprocess.run(
         [sys.executable, "-m", "evl_lite", "run", "--mode", "smoke", "--out", str(out), *extra],
-        capture_output=True, text=True, env=env, timeout=1200,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
     )
     summary_file = out / "summary.json"
     assert summary_file.is_file(), f"no summary.json; stderr:\n{proc.stderr[-3000:]}"
@@ -75,7 +78,9 @@ def test_smoke_run_writes_executed_notebooks_and_summary(smoke_run):
     assert set(smoke_run["notebooks"]) == {p.name for p in NOTEBOOKS}
     for name, entry in smoke_run["notebooks"].items():
         executed = nbformat.read(out / name, as_version=4)
-        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), f"{name} has no outputs"
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), (
+            f"{name} has no outputs"
+        )
         assert entry["seconds"] > 0
 
 
@@ -103,8 +108,9 @@ def test_01_preprocessing_numbers_on_synthetic(smoke_run):
 
 
 def test_01_preprocessing_on_real_ptbxl_500(ptbxl500, tmp_path):
-    summary = _run(tmp_path / "runs", tmp_path / "data", "--data", "ptbxl", "--path", str(ptbxl500),
-                   "--only", "01")
+    summary = _run(
+        tmp_path / "runs", tmp_path / "data", "--data", "ptbxl", "--path", str(ptbxl500), "--only", "01"
+    )
     m = metrics_of(summary, "01_ecg_preprocessing")
     check_01(m, synthetic=False)
     assert m["n_records"] == 500
@@ -135,4 +141,6 @@ def test_03_student_reuses_the_teacher_and_compares_kd_with_scratch(smoke_run):
         low, high = m[f"{name}_test_macro_auc_ci"]
         assert low <= m[f"{name}_test_macro_auc"] <= high
         assert m[f"{name}_latency_ms"] > 0
-    assert m["kd_minus_scratch_test_auc"] == pytest.approx(m["kd_test_macro_auc"] - m["scratch_test_macro_auc"])
+    assert m["kd_minus_scratch_test_auc"] == pytest.approx(
+        m["kd_test_macro_auc"] - m["scratch_test_macro_auc"]
+    )

@@ -43,9 +43,13 @@ def test_lock_file_agrees_with_pyproject_and_pins_cpu_torch():
             name, _, version = line.partition("==")
             lock[name.strip().lower()] = version.strip()
     for name, version in _pyproject_pins().items():
-        assert lock.get(name) == version, f"requirements.lock pins {name}=={lock.get(name)}, pyproject {version}"
+        assert lock.get(name) == version, (
+            f"requirements.lock pins {name}=={lock.get(name)}, pyproject {version}"
+        )
     assert lock["torch"] == "2.13.0"
-    assert not any(name.startswith(("nvidia-", "triton")) for name in lock), "a CUDA build crept into the lock"
+    assert not any(name.startswith(("nvidia-", "triton")) for name in lock), (
+        "a CUDA build crept into the lock"
+    )
 
 
 def test_ci_runs_the_readme_test_command():
@@ -56,10 +60,13 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_cli_help_lists_the_commands():
-    out = subprocess.run([sys.executable, "-m", "evl_lite", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "evl_lite", "--help"], capture_output=True, text=True, check=True
+    )
     for command in ("data", "bench", "run"):
         assert re.search(rf"^\s+{command}\s", out.stdout, flags=re.M), f"{command} missing from --help"
-    out = subprocess.run([sys.executable, "-m", "evl_lite", "data", "--help"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "evl_lite", "data", "--help"], capture_output=True, text=True, check=True
+    )
     for command in ("summary", "synth", "download"):
         assert command in out.stdout

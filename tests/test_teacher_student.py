@@ -10,8 +10,17 @@ import sys
 
 def test_teacher_student_smoke_over_two_seeds(tmp_path):
     env = {**os.environ, "EVL_LITE_DATA": str(tmp_path / "data")}
-    cmd = [sys.executable, "-m", "evl_lite", "teacher-student", "--smoke", "--seeds", "2", "--out",
-           str(tmp_path / "out")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "evl_lite",
+        "teacher-student",
+        "--smoke",
+        "--seeds",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = json.loads(proc.stdout)
@@ -26,4 +35,6 @@ def test_teacher_student_smoke_over_two_seeds(tmp_path):
     # a finished seed is loaded, not retrained: the second call returns the same per-seed numbers
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert again.returncode == 0
-    assert json.loads((tmp_path / "out" / "teacher_student.json").read_text())["per_seed"] == summary["per_seed"]
+    assert (
+        json.loads((tmp_path / "out" / "teacher_student.json").read_text())["per_seed"] == summary["per_seed"]
+    )

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from toy_ecg import toy_split
 
 from evl_lite.distillation import LogitKD
 from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.teacher_cache import TeacherCache
 from evl_lite.training import Distillation, TrainConfig, predict, train, window_starts
-from toy_ecg import toy_split
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
 FAST = TrainConfig(epochs=3, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3)
@@ -89,7 +89,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     done_before = json.loads(state.read_text())["epoch"]
     assert done_before < epochs - 1
 
-    subprocess.run([sys.executable, str(SCRIPT), str(killed), str(epochs), "--resume"], check=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(SCRIPT), str(killed), str(epochs), "--resume"], check=True, timeout=600
+    )
     resumed = json.loads((killed / "result-0.json").read_text())
     assert len(resumed["history"]) == epochs
     for a, b in zip(reference["history"], resumed["history"], strict=True):
@@ -98,16 +100,36 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     assert resumed["best"] == pytest.approx(reference["best"], abs=1e-9)
 
 
-@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
-                    reason="accelerate launcher not installed")
+@pytest.mark.skipif(
+    shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
+    reason="accelerate launcher not installed",
+)
 def test_two_cpu_processes_gather_metrics_over_both(tmp_path):
     # Accelerate 1.15 starts several CPU processes through its torchrun launcher (--multi_gpu) when
     # ACCELERATE_USE_CPU is set; `--cpu --num_processes 2` alone starts only one without MPI.
     launcher = str(Path(sys.executable).parent / "accelerate")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), str(tmp_path), "2"],
-                   check=True, timeout=600, env=env)
+    subprocess.run(
+        [
+            launcher,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(SCRIPT),
+            str(tmp_path),
+            "2",
+        ],
+        check=True,
+        timeout=600,
+        env=env,
+    )
     results = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in (0, 1)]
     for res in results:
         # 40 validation records, split over two processes, and every one gathered back
@@ -123,7 +145,12 @@ def test_teacher_cache_serves_what_the_teacher_computes(toy, tmp_path):
     cache = TeacherCache.build(teacher, train_split.x, 250, starts, cache_dir=tmp_path, progress=False)
     assert cache.tokens.dtype == torch.float16 and cache.tokens.shape[:2] == (96, len(starts))
     batch = {"index": torch.tensor([0, 5, 7]), "start": torch.tensor([starts[0], starts[2], starts[1]])}
-    x = torch.stack([torch.from_numpy(train_split.x[i, :, s:s + 250]) for i, s in zip([0, 5, 7], batch["start"])])
+    x = torch.stack(
+        [
+            torch.from_numpy(train_split.x[i, :, s : s + 250])
+            for i, s in zip([0, 5, 7], batch["start"], strict=True)
+        ]
+    )
     with torch.inference_mode():
         live = teacher(x)
     cached = cache(x, batch)
@@ -145,8 +172,9 @@ def test_distillation_trains_with_the_cache(toy, tmp_path):
     starts = window_starts(train_split.x.shape[-1], 250, config.eval_windows)
     cache = TeacherCache.build(teacher, train_split.x, 250, starts, progress=False)
     objective = Distillation({"kd": LogitKD(temperature=2.0)}, weights={"kd": 0.5})
-    result = train(ECGStudentCNN(StudentConfig()), train_split, val_split, config, objective=objective,
-                   teacher=cache)
+    result = train(
+        ECGStudentCNN(StudentConfig()), train_split, val_split, config, objective=objective, teacher=cache
+    )
     assert all(np.isfinite(h["train_kd"]) and h["train_kd"] >= 0 for h in result.history)
     assert all("train_bce" in h for h in result.history)
 

@@ -19,9 +19,16 @@ import torch  # noqa: E402
 
 torch.manual_seed(0)
 model = ECGStudentCNN(StudentConfig())
-result = train(model, toy_split("train", 96, 0), toy_split("val", 40, 1),
-               TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3),
-               out_dir=out, resume="--resume" in sys.argv)
+result = train(
+    model,
+    toy_split("train", 96, 0),
+    toy_split("val", 40, 1),
+    TrainConfig(epochs=epochs, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3),
+    out_dir=out,
+    resume="--resume" in sys.argv,
+)
 from accelerate import PartialState  # noqa: E402
 
-(out / f"result-{PartialState().process_index}.json").write_text(json.dumps({"best": result.best_val_auc, "history": result.history}))
+(out / f"result-{PartialState().process_index}.json").write_text(
+    json.dumps({"best": result.best_val_auc, "history": result.history})
+)
