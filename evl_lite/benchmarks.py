@@ -14,15 +14,20 @@ from evl_lite.dataset import ECGSplit
 from evl_lite.distillation import LogitKD
 from evl_lite.efficiency import efficiency_report
 from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.teacher import ECGTransformer
 from evl_lite.teacher_cache import TeacherCache
 from evl_lite.training import Distillation, Supervised, TrainConfig, train, window_starts
 
 
 def bench_models(length: int = 1000, repeats: int = 20) -> dict:
-    """Parameters, FLOPs, CPU latency (batch 1 and 32) and peak memory of the default models."""
+    """Parameters, FLOPs, CPU latency (batch 1 and 32) and peak memory of the course's models.
+
+    The teacher is the one the notebooks train (:func:`evl_lite.recipes.teacher_recipe`).
+    """
+    from evl_lite.recipes import teacher_recipe
+
     torch.manual_seed(0)
-    teacher = ECGTransformer(ECGTransformerConfig()).eval()
+    teacher = ECGTransformer(teacher_recipe(smoke=False)[0]).eval()
     student = ECGStudentCNN(StudentConfig()).eval()
     reports = {
         name: efficiency_report(model, length=length, batch_sizes=(1, 32), repeats=repeats)
@@ -56,8 +61,10 @@ def bench_distillation_epoch(n_train: int = 512, length: int = 1000, repeats: in
     """
     train_split, val_split = _random_split("train", n_train, length, 0), _random_split("val", 16, length, 1)
     config = TrainConfig(epochs=1, batch_size=32, crop=250, progress=False)
+    from evl_lite.recipes import teacher_recipe
+
     torch.manual_seed(0)
-    teacher = ECGTransformer(ECGTransformerConfig()).eval()
+    teacher = ECGTransformer(teacher_recipe(smoke=False)[0]).eval()
     start = time.perf_counter()
     cache = TeacherCache.build(
         teacher, train_split.x, 250, window_starts(length, 250, config.eval_windows), progress=False
