@@ -25,6 +25,7 @@ import torch
 from evl_lite.atomic import write_json_atomic
 from evl_lite.data import load_ptbxl, load_signals
 from evl_lite.dataset import ECGSplit, prepare_splits
+from evl_lite.errors import ECGDataError
 from evl_lite.preprocessing import PreprocessConfig
 from evl_lite.pretraining import PretrainConfig, pretrain
 from evl_lite.sources import resolve_data_dir, synthetic_dataset
@@ -137,7 +138,15 @@ def get_teacher(
     path = Path(checkpoint_dir)
     info_file = path / "teacher_info.json"
     if (path / "config.json").is_file() and info_file.is_file():
-        return ECGTransformer.from_pretrained(path), json.loads(info_file.read_text())
+        info = json.loads(info_file.read_text())
+        made_on = info.get("data_root")
+        if made_on != str(data.root) or info.get("smoke") != smoke:
+            raise ECGDataError(
+                path,
+                f"this teacher was trained on {made_on} (smoke={info.get('smoke')}), "
+                f"not on {data.root} (smoke={smoke}); delete it or choose another directory",
+            )
+        return ECGTransformer.from_pretrained(path), info
     model_config, pre_config, fine_config = teacher_recipe(smoke)
     pre_config.seed = fine_config.seed = seed
     torch.manual_seed(seed)
@@ -154,6 +163,7 @@ def get_teacher(
         "unlabelled_records": int(len(x_unlabelled)),
         "seed": seed,
         "smoke": smoke,
+        "data_root": str(data.root),
     }
     write_json_atomic(info_file, info)
     return teacher.eval(), info

@@ -7,6 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+from toy_ecg import toy_split
+
+from evl_lite.errors import ECGDataError
+from evl_lite.recipes import BenchmarkData, get_teacher
+
 
 def test_teacher_student_smoke_over_two_seeds(tmp_path):
     env = {**os.environ, "EVL_LITE_DATA": str(tmp_path / "data")}
@@ -38,3 +44,18 @@ def test_teacher_student_smoke_over_two_seeds(tmp_path):
     assert (
         json.loads((tmp_path / "out" / "teacher_student.json").read_text())["per_seed"] == summary["per_seed"]
     )
+
+
+def test_a_teacher_made_on_other_data_is_refused(tmp_path):
+    data = BenchmarkData(
+        root=tmp_path / "a",
+        splits={"train": toy_split("train", 32, 0), "val": toy_split("val", 16, 1)},
+        source="synthetic",
+    )
+    teacher, info = get_teacher(tmp_path / "teacher", data, smoke=True)
+    assert info["data_root"] == str(tmp_path / "a")
+    again, _ = get_teacher(tmp_path / "teacher", data, smoke=True)  # same data: loaded
+    assert all((p == q).all() for p, q in zip(teacher.parameters(), again.parameters(), strict=True))
+    other = BenchmarkData(root=tmp_path / "b", splits=data.splits, source="synthetic")
+    with pytest.raises(ECGDataError, match="trained on .*a .*not on .*b"):
+        get_teacher(tmp_path / "teacher", other, smoke=True)
