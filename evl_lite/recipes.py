@@ -28,7 +28,7 @@ from evl_lite.dataset import ECGSplit, prepare_splits
 from evl_lite.errors import ECGDataError
 from evl_lite.preprocessing import PreprocessConfig
 from evl_lite.pretraining import PretrainConfig, pretrain
-from evl_lite.sources import resolve_data_dir, synthetic_dataset
+from evl_lite.sources import resolve_data_dir
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.training import TrainConfig, train
 
@@ -75,32 +75,17 @@ def load_benchmark_data(
 
 
 def unlabelled_records(
-    data: BenchmarkData,
-    unlabelled_dir: str | os.PathLike | None = None,
-    n_synthetic: int = 0,
-    seed: int = 0,
-    progress: bool = True,
+    data: BenchmarkData, unlabelled_dir: str | os.PathLike | None = None, progress: bool = True
 ) -> np.ndarray:
     """Records x [N, 12, T] for masked-patch pretraining (labels never used).
 
-    Real data: ``unlabelled_dir`` (e.g. ``../shared/data/ptbxl-unlabelled``, already
-    band-passed and z-scored per record) plus the training split. Synthetic: ``n_synthetic``
-    extra synthetic records of another seed (0: the training split only).
+    The training split, plus the records of ``unlabelled_dir`` when given (e.g.
+    ``../shared/data/ptbxl-unlabelled``, already band-passed and z-scored per record).
     """
     parts = [data.train.x]
     if unlabelled_dir:
         db = load_ptbxl(unlabelled_dir)
         parts.append(load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress))
-    elif n_synthetic > 0:
-        extra = prepare_splits(
-            synthetic_dataset(n_synthetic, seed=seed + 1000, progress=progress),
-            splits=("train", "val", "test"),
-            config=PreprocessConfig(notch_hz=None),
-            normalisation="per_record",
-            drop_unlabelled=False,
-            progress=progress,
-        )[0]
-        parts.extend(split.x for split in extra.values())
     return np.concatenate(parts).astype(np.float32)
 
 
