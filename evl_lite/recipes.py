@@ -104,7 +104,7 @@ def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, T
     return (
         ECGTransformerConfig(patch_len=50),
         PretrainConfig(epochs=4, batch_size=64),
-        TrainConfig(epochs=8, batch_size=32, lr=1e-3),
+        TrainConfig(epochs=20, batch_size=32, lr=1e-3),
     )
 
 
