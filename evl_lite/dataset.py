@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,9 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from evl_lite.constants import SUPERCLASSES
 from evl_lite.data import PTBXL, load_ptbxl, load_signals
 from evl_lite.errors import ECGDataError
-
-if TYPE_CHECKING:
-    from evl_lite.preprocessing import PreprocessConfig, Standardiser
+from evl_lite.preprocessing import PreprocessConfig, Standardiser, preprocess, standardise_record
 
 NORMALISATIONS = ("train_stats", "per_record", "none")
 
@@ -68,8 +65,6 @@ def prepare_splits(
     benchmark does for the superclass task. Returns the splits and the fitted Standardiser
     (None unless ``normalisation == "train_stats"``, which needs "train" among ``splits``).
     """
-    from evl_lite.preprocessing import PreprocessConfig, Standardiser, preprocess, standardise_record  # noqa: F811
-
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {NORMALISATIONS}, not {normalisation!r}")
     if normalisation == "train_stats" and "train" not in splits:
