@@ -97,3 +97,74 @@ def bench_distillation_epoch(n_train: int = 512, length: int = 1000, repeats: in
         "teacher_cache_fill_s": cache_seconds,
         "cache_mb": (cache.tokens.numel() + cache.logits.numel() + cache.pooled.numel()) * 2 / 2**20,
     }
+
+
+def _median_ms(step, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def bench_components(batch_size: int = 64, crop: int = 250, repeats: int = 20) -> dict:
+    """Forward + backward time (median ms) of each EVL component on one batch with the real token counts.
+
+    Tokens come from the workshop teacher and the student on a ``crop``-sample window. Targets:
+    each component <= 50 ms for a batch of 64 on 2 cores, and the three together add <= 50%
+    to the student's own forward + backward.
+    """
+    from torch.nn import functional as F
+
+    from evl_lite.distillation.evl import EVL_COMPONENTS, method_losses
+    from evl_lite.recipes import teacher_recipe
+
+    torch.manual_seed(0)
+    teacher = ECGTransformer(teacher_recipe(smoke=False)[0]).eval()
+    student = ECGStudentCNN(StudentConfig()).train()
+    x = torch.randn(batch_size, 12, crop)
+    y = (torch.rand(batch_size, 5) < 0.3).float()
+    with torch.no_grad():
+        t_out = teacher(x)
+        s_out = student(x)
+    losses, _ = method_losses("evl", s_out.tokens.shape[2], t_out.tokens.shape[2])
+
+    def student_step(with_components: bool) -> None:
+        student.zero_grad(set_to_none=True)
+        out = student(x)
+        loss = F.binary_cross_entropy_with_logits(out.logits, y)
+        if with_components:
+            loss = loss + sum(losses[name](out, t_out, {})[0] for name in EVL_COMPONENTS)
+        loss.backward()
+
+    def component_step(name: str) -> None:
+        out = type(s_out)(
+            logits=s_out.logits.detach(),
+            tokens=s_out.tokens.detach().requires_grad_(),
+            pooled=s_out.pooled.detach().requires_grad_(),
+            token_layout=s_out.token_layout,
+        )
+        losses[name](out, t_out, {})[0].backward()
+
+    # interleaved, so that drift in the machine's load hits both sides of the ratio alike
+    plain_times, with_times = [], []
+    for _ in range(repeats):
+        plain_times.append(_median_ms(lambda: student_step(False), 1, warmup=1))
+        with_times.append(_median_ms(lambda: student_step(True), 1, warmup=1))
+    plain, with_all = float(np.median(plain_times)), float(np.median(with_times))
+    component_ms = {name: _median_ms(lambda n=name: component_step(n), repeats) for name in EVL_COMPONENTS}
+    return {
+        "batch_size": batch_size,
+        "student_tokens": list(s_out.tokens.shape[1:]),
+        "teacher_tokens": list(t_out.tokens.shape[1:]),
+        "torch_threads": torch.get_num_threads(),
+        "component_fwd_bwd_ms": component_ms,
+        "target_component_ms": 50.0,
+        "student_fwd_bwd_ms": plain,
+        "student_with_components_fwd_bwd_ms": with_all,
+        "overhead_ratio": with_all / plain - 1,
+        "target_overhead_ratio": 0.5,
+    }

@@ -63,6 +63,13 @@ def _bench_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_components(args: argparse.Namespace) -> int:
+    from evl_lite.benchmarks import bench_components
+
+    _print_json(bench_components(batch_size=args.batch_size, repeats=args.repeats))
+    return 0
+
+
 def _teacher_student(args: argparse.Namespace) -> int:
     from evl_lite.teacher_student import run_teacher_student
 
@@ -140,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_cmds.add_parser("distill", help="distillation epoch (teacher cache) vs plain student epoch")
     p.add_argument("--records", type=int, default=512, help="training records in the timed epoch")
     p.set_defaults(func=_bench_distill)
+    p = bench_cmds.add_parser(
+        "components", help="forward + backward time of each EVL component vs the student"
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="ECGs per batch")
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
+    p.set_defaults(func=_bench_components)
 
     p = commands.add_parser(
         "teacher-student", help="train teacher and scratch student over seeds; test macro-AUC as JSON"

@@ -12,16 +12,22 @@ import wfdb
 
 from evl_lite.constants import LEADS
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_DATA = SHARED / "data"
 
 
 def require_shared(name: str) -> Path:
     """Path of a shared dataset; skip when absent, except in CI (CI=true) where it must exist."""
-    path = SHARED_DATA / name
-    if not path.is_dir():
+    return require_shared_path(f"data/{name}")
+
+
+def require_shared_path(relative: str) -> Path:
+    """``../shared/<relative>`` (file or folder); skip when absent, except in CI where it must exist."""
+    path = SHARED / relative
+    if not path.exists():
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{path} is missing: CI must have ../shared/data/{name}")
-        pytest.skip(f"{path} is absent (tests on real PTB-XL run where ../shared/data exists)")
+            pytest.fail(f"{path} is missing: CI must have ../shared/{relative}")
+        pytest.skip(f"{path} is absent (tests on shared data run where ../shared exists)")
     return path
 
 

@@ -1,0 +1,78 @@
+"""EVL-ECG = logit KD + cross-attention alignment + OT matching + relation matching, and the
+methods it is compared with, each a set of weighted losses for ``training.Distillation``.
+
+    L_EVL = w_sup * BCE + w_kd * L_KD + w_ca * L_CA + w_ot * L_OT + w_rel * L_REL
+
+An ablation ``evl-no-<component>`` drops one term. ``scratch`` is the student with BCE only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from evl_lite.distillation.cross_attention import CrossAttentionAlignment
+from evl_lite.distillation.fitnet import FitNet
+from evl_lite.distillation.logit_kd import LogitKD
+from evl_lite.distillation.optimal_transport import OTFeatureMatching
+from evl_lite.distillation.relation import GeometricRelationMatching
+from evl_lite.distillation.rkd import RKD
+from evl_lite.distillation.similarity_preserving import SimilarityPreserving
+
+EVL_COMPONENTS = ("cross_attention", "ot", "relation")
+BASELINES = ("scratch", "kd", "fitnet", "rkd", "sp")
+ABLATIONS = tuple(f"evl-no-{c}" for c in EVL_COMPONENTS)
+METHODS = (*BASELINES, "evl", *ABLATIONS)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Weights and settings of every distillation loss: one config for all methods."""
+
+    temperature: float = 2.0  # logit KD
+    kd_weight: float = 1.0
+    cross_attention_weight: float = 1.0
+    cross_attention_heads: int = 4
+    ot_weight: float = 1.0
+    ot_reg: float = 0.05  # entropic regularisation, in units of the cosine cost (which lies in [0, 2])
+    ot_marginals: str = "uniform"
+    relation_weight: float = 1.0
+    fitnet_weight: float = 1.0
+    rkd_weight: float = 1.0
+    sp_weight: float = 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def method_losses(
+    method: str, d_student: int, d_teacher: int, config: DistillConfig | None = None
+) -> tuple[dict[str, nn.Module], dict[str, float]]:
+    """The losses and weights of ``method`` (one of ``METHODS``); empty for ``scratch``."""
+    c = config or DistillConfig()
+    factories = {
+        "kd": (lambda: LogitKD(c.temperature), c.kd_weight),
+        "cross_attention": (
+            lambda: CrossAttentionAlignment(d_student, d_teacher, c.cross_attention_heads),
+            c.cross_attention_weight,
+        ),
+        "ot": (lambda: OTFeatureMatching(d_student, d_teacher, c.ot_reg, c.ot_marginals), c.ot_weight),
+        "relation": (lambda: GeometricRelationMatching(), c.relation_weight),
+        "fitnet": (lambda: FitNet(d_student, d_teacher), c.fitnet_weight),
+        "rkd": (lambda: RKD(), c.rkd_weight),
+        "sp": (lambda: SimilarityPreserving(), c.sp_weight),
+    }
+    if method == "scratch":
+        names: tuple[str, ...] = ()
+    elif method == "kd":
+        names = ("kd",)
+    elif method in ("fitnet", "rkd", "sp"):
+        names = ("kd", method)  # each feature/relation baseline is added to logit KD, as is EVL's
+    elif method == "evl":
+        names = ("kd", *EVL_COMPONENTS)
+    elif method in ABLATIONS:
+        names = ("kd", *(n for n in EVL_COMPONENTS if n != method.removeprefix("evl-no-")))
+    else:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return {n: factories[n][0]() for n in names}, {n: factories[n][1] for n in names}
