@@ -4,7 +4,10 @@
   ``SMOKE``, ``SEED``) -> preprocessed train/val/test splits.
 - :func:`unlabelled_records`: records for the teacher's masked-patch pretraining.
 - :func:`get_teacher`: load the teacher checkpoint if it exists, otherwise pretrain and
-  fine-tune one and save it, so every notebook runs standalone.
+  fine-tune one and save it, so every notebook runs standalone (:func:`notebook_teacher`
+  finds notebook 02's).
+- :func:`student_recipe` and :func:`distill_student`: the student, its schedule, and one
+  student trained with any distillation method.
 
 Preprocessing for the models is one recipe for every record: band-pass 0.5-40 Hz at
 100 Hz, then each lead of each record z-scored (``normalisation="per_record"``). It matches
@@ -25,12 +28,15 @@ import torch
 from evl_lite.atomic import write_json_atomic
 from evl_lite.data import load_ptbxl, load_signals
 from evl_lite.dataset import ECGSplit, prepare_splits
+from evl_lite.distillation.evl import DistillConfig, method_losses
 from evl_lite.errors import ECGDataError
 from evl_lite.preprocessing import PreprocessConfig
 from evl_lite.pretraining import PretrainConfig, pretrain
 from evl_lite.sources import resolve_data_dir
+from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
-from evl_lite.training import TrainConfig, train
+from evl_lite.teacher_cache import TeacherCache
+from evl_lite.training import Distillation, Supervised, TrainConfig, TrainResult, train
 
 SMOKE_RECORDS = 150  # synthetic records in smoke mode (seconds per notebook)
 WORKSHOP_RECORDS = 2000  # synthetic records otherwise
@@ -152,3 +158,78 @@ def get_teacher(
     }
     write_json_atomic(info_file, info)
     return teacher.eval(), info
+
+
+def notebook_teacher(
+    teacher_dir: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    data: BenchmarkData,
+    smoke: bool = False,
+    seed: int = 0,
+) -> tuple[ECGTransformer, dict, Path]:
+    """The frozen teacher a notebook distils from, and where it lives.
+
+    ``teacher_dir`` (the notebook's ``TEACHER_DIR``), else notebook 02's checkpoint next to
+    ``output_dir`` (``../02_teacher/teacher``); when neither holds one, a teacher is made in
+    ``output_dir/teacher`` with the same recipe, so every notebook runs standalone.
+    """
+    path = Path(teacher_dir) if teacher_dir else Path(output_dir).parent / "02_teacher" / "teacher"
+    if not ((path / "config.json").is_file() and (path / "teacher_info.json").is_file()):
+        print(f"no teacher checkpoint in {path}: making one here, as notebook 02 does")
+        path = Path(output_dir) / "teacher"
+    teacher, info = get_teacher(path, data, smoke=smoke, seed=seed)
+    return teacher.eval().requires_grad_(False), info, path
+
+
+# ----------------------------------------------------------------------------- students
+
+
+def student_recipe(smoke: bool, seed: int = 0) -> tuple[StudentConfig, TrainConfig]:
+    """The student and its schedule: the teacher's batch, windows and evaluation; learning rate 1e-2."""
+    _, _, teacher_train = teacher_recipe(smoke)
+    config = TrainConfig(
+        epochs=2 if smoke else 15,
+        batch_size=teacher_train.batch_size,
+        lr=1e-2,
+        crop=teacher_train.crop,
+        eval_windows=teacher_train.eval_windows,
+        seed=seed,
+        progress=not smoke,
+    )
+    return StudentConfig(), config
+
+
+def distill_student(
+    method: str,
+    data: BenchmarkData,
+    teacher: TeacherCache | ECGTransformer | None,
+    config: TrainConfig,
+    student_config: StudentConfig | None = None,
+    initial_state: dict | None = None,
+    distill_config: DistillConfig | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> tuple[ECGStudentCNN, TrainResult, Distillation | Supervised]:
+    """Train one student with ``method`` (see ``distillation.evl.METHODS``; ``scratch``: labels only).
+
+    Returns the student, its training result and the objective, whose losses hold the trained
+    projectors (and so the attention of the cross-attention component, for example).
+    ``initial_state`` lets several methods start from the same weights.
+    """
+    student_config = student_config or StudentConfig()
+    torch.manual_seed(config.seed)
+    student = ECGStudentCNN(student_config)
+    if initial_state is not None:
+        student.load_state_dict(initial_state)
+    if method == "scratch":
+        objective: Distillation | Supervised = Supervised()
+        teacher = None
+    else:
+        if teacher is None:
+            raise ValueError(f"method {method!r} needs a teacher (a TeacherCache or the model)")
+        d_teacher = teacher.tokens.shape[-1] if isinstance(teacher, TeacherCache) else teacher.config.d_model
+        losses, weights = method_losses(method, student_config.stage_channels[-1], d_teacher, distill_config)
+        objective = Distillation(losses, weights)
+    result = train(student, data.train, data.val, config, objective=objective, teacher=teacher,
+                   out_dir=out_dir, resume=resume)
+    return student, result, objective
