@@ -352,6 +352,7 @@ def test_every_method_is_a_set_of_weighted_losses():
         assert set(method_losses(ablation, 64, 128)[0]) == {"kd", "cross_attention", "ot", "relation"} - {
             dropped
         }
+    assert set(method_losses("kd+ot", 64, 128)[0]) == {"kd", "ot"}
     with pytest.raises(ValueError, match="unknown method"):
         method_losses("crd", 64, 128)
 

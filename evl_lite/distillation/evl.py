@@ -3,7 +3,8 @@ methods it is compared with, each a set of weighted losses for ``training.Distil
 
     L_EVL = w_sup * BCE + w_kd * L_KD + w_ca * L_CA + w_ot * L_OT + w_rel * L_REL
 
-An ablation ``evl-no-<component>`` drops one term. ``scratch`` is the student with BCE only.
+An ablation ``evl-no-<component>`` drops one term; ``kd+<component>`` keeps one component
+with logit KD. ``scratch`` is the student with BCE only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from evl_lite.distillation.similarity_preserving import SimilarityPreserving
 EVL_COMPONENTS = ("cross_attention", "ot", "relation")
 BASELINES = ("scratch", "kd", "fitnet", "rkd", "sp")
 ABLATIONS = tuple(f"evl-no-{c}" for c in EVL_COMPONENTS)
-METHODS = (*BASELINES, "evl", *ABLATIONS)
+SINGLE_COMPONENT = tuple(f"kd+{c}" for c in EVL_COMPONENTS)  # one component with logit KD (notebooks 04-06)
+METHODS = (*BASELINES, "evl", *ABLATIONS, *SINGLE_COMPONENT)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ def method_losses(
         names = ("kd", method)  # each feature/relation baseline is added to logit KD, as is EVL's
     elif method == "evl":
         names = ("kd", *EVL_COMPONENTS)
+    elif method in SINGLE_COMPONENT:
+        names = ("kd", method.removeprefix("kd+"))
     elif method in ABLATIONS:
         names = ("kd", *(n for n in EVL_COMPONENTS if n != method.removeprefix("evl-no-")))
     else:
