@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from evl_lite.errors import ECGDataError
 
@@ -67,6 +68,28 @@ def _bench_components(args: argparse.Namespace) -> int:
     from evl_lite.benchmarks import bench_components
 
     _print_json(bench_components(batch_size=args.batch_size, repeats=args.repeats))
+    return 0
+
+
+def _methods_arg(text: str) -> list[str]:
+    from evl_lite.experiment import parse_methods
+
+    try:
+        return parse_methods(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from evl_lite.experiment import run_experiment
+
+    results = run_experiment(args.data, args.path, args.methods, args.seeds, args.out, args.unlabelled,
+                             args.smoke, args.teacher, progress=not args.quiet)
+    from evl_lite.training import process_state
+
+    if process_state().is_main_process:
+        print(Path(args.out) / "results.md")
+        print((Path(args.out) / "results.md").read_text() if results else "")
     return 0
 
 
@@ -153,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="ECGs per batch")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
     p.set_defaults(func=_bench_components)
+
+    p = commands.add_parser(
+        "experiment",
+        help="teacher once, then every method x seed; writes results.json and results.md (resumable)",
+    )
+    p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
+    p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
+    p.add_argument("--unlabelled", default=None, help="unlabelled records for the teacher's pretraining")
+    from evl_lite.distillation.evl import METHODS
+    from evl_lite.experiment import DEFAULT_METHODS
+
+    p.add_argument("--methods", type=_methods_arg, default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated, from {', '.join(METHODS)} (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--out", required=True)
+    p.add_argument("--teacher", default=None, help="teacher checkpoint directory (default OUT/teacher)")
+    p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_experiment)
 
     p = commands.add_parser(
         "teacher-student", help="train teacher and scratch student over seeds; test macro-AUC as JSON"

@@ -100,10 +100,11 @@ class ECGDataset(Dataset):
     """Items ``{"x": [12, T'], "y": [5], "index": i, "start": s}``; T' = ``crop`` when cropping.
 
     ``crop``: length of a window in samples (None: the whole record). ``random_crop``: draw
-    the window start at random (training augmentation, from torch's global RNG, so
-    ``torch.manual_seed`` makes it reproducible): uniformly, or among ``window_starts`` when
-    given (a fixed grid lets a teacher-output cache hold every window); otherwise the
-    centred window.
+    the window start at random (training augmentation): uniformly, or among ``window_starts``
+    when given (a fixed grid lets a teacher-output cache hold every window); otherwise the
+    centred window. The random start of record i in epoch e depends only on ``(seed, e, i)``
+    (call :meth:`set_epoch`), not on the order in which items are read, so one process or
+    several (data-parallel) crop every record the same way.
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class ECGDataset(Dataset):
         crop: int | None = None,
         random_crop: bool = False,
         window_starts: Sequence[int] | None = None,
+        seed: int = 0,
     ):
         if crop is not None and not 0 < crop <= split.x.shape[-1]:
             raise ValueError(f"crop must be in 1..{split.x.shape[-1]} samples, not {crop}")
@@ -121,6 +123,14 @@ class ECGDataset(Dataset):
         self.window_starts = list(window_starts) if window_starts is not None else None
         self._x = torch.from_numpy(split.x)
         self._y = torch.from_numpy(split.y)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's random crops (see the class docstring)."""
+        self.epoch = epoch
+
+    def _generator(self, i: int) -> torch.Generator:
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1_000_033 + i)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -133,9 +143,10 @@ class ECGDataset(Dataset):
             if not self.random_crop:
                 start = span // 2
             elif self.window_starts:
-                start = self.window_starts[int(torch.randint(len(self.window_starts), ()).item())]
+                pick = torch.randint(len(self.window_starts), (), generator=self._generator(i))
+                start = self.window_starts[int(pick)]
             else:
-                start = int(torch.randint(span + 1, ()).item())
+                start = int(torch.randint(span + 1, (), generator=self._generator(i)))
             x = x[:, start : start + self.crop]
         return {"x": x, "y": self._y[i], "index": i, "start": start}
 

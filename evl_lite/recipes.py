@@ -36,7 +36,7 @@ from evl_lite.sources import resolve_data_dir
 from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.teacher_cache import TeacherCache
-from evl_lite.training import Distillation, Supervised, TrainConfig, TrainResult, train
+from evl_lite.training import Distillation, Supervised, TrainConfig, TrainResult, process_state, train
 
 SMOKE_RECORDS = 150  # synthetic records in smoke mode (seconds per notebook)
 WORKSHOP_RECORDS = 2000  # synthetic records otherwise
@@ -145,7 +145,9 @@ def get_teacher(
     x_unlabelled = unlabelled if unlabelled is not None else data.train.x
     pre_history = pretrain(teacher, x_unlabelled, pre_config, out_dir=path / "pretraining")
     result = train(teacher, data.train, data.val, fine_config, out_dir=path / "finetuning")
-    teacher.save_pretrained(path)
+    state = process_state()  # under `accelerate launch` every process trains; only the main one writes
+    if state.is_main_process:
+        teacher.save_pretrained(path)
     info = {
         "pretrain_history": pre_history,
         "finetune_history": result.history,
@@ -156,7 +158,9 @@ def get_teacher(
         "smoke": smoke,
         "data_root": str(data.root),
     }
-    write_json_atomic(info_file, info)
+    if state.is_main_process:
+        write_json_atomic(info_file, info)
+    state.wait_for_everyone()
     return teacher.eval(), info
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -69,6 +69,15 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def process_state() -> PartialState:
+    """The processes of this run (one, or several under ``accelerate launch``), CPU unless a GPU exists.
+
+    The state is shared by every Accelerator of the process, so create it (or the first
+    Accelerator) with the same ``cpu`` flag everywhere: see :func:`train`.
+    """
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def window_starts(length: int, crop: int | None, n_windows: int) -> list[int]:
@@ -260,10 +269,14 @@ def train(
 
     crop = config.crop if config.crop and config.crop < train_split.x.shape[-1] else None
     starts = window_starts(train_split.x.shape[-1], crop, config.eval_windows)
-    train_ds = ECGDataset(train_split, crop=crop, random_crop=crop is not None, window_starts=starts)
+    train_ds = ECGDataset(train_split, crop=crop, random_crop=crop is not None, window_starts=starts,
+                          seed=config.seed)
     val_ds = ECGDataset(val_split, crop=None)
     sampler = EpochShuffle(len(train_ds), config.seed)
-    train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler)
+    # config.batch_size is the global batch: under N processes each takes batch_size / N of every
+    # step, so the optimisation sees the same batches and steps whatever the number of processes
+    per_process_batch = max(1, config.batch_size // accelerator.num_processes)
+    train_loader = DataLoader(train_ds, batch_size=per_process_batch, sampler=sampler)
     val_loader = make_loader(val_ds, config.batch_size, shuffle=False)
 
     params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
@@ -313,6 +326,7 @@ def train(
         # Crops and dropout draw from torch's RNG, reseeded per epoch so resuming replays them.
         torch.manual_seed(config.seed * 100_003 + epoch)
         train_loader.set_epoch(epoch)  # Accelerate's loader passes it on to EpochShuffle
+        train_ds.set_epoch(epoch)  # and this epoch's random crops
         model.train()
         objective.train()
         sums: dict[str, float] = {}

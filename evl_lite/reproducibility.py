@@ -1,0 +1,75 @@
+"""What every results file records so that a number can be traced and regenerated:
+the command, the commit, the seed(s), the machine and the versions of the packages that
+compute it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = (
+    "evl-lite",
+    "torch",
+    "transformers",
+    "accelerate",
+    "POT",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "wfdb",
+)
+
+
+def git_commit() -> str:
+    """Short hash of the checked-out commit (with ``+dirty`` when files differ), or ``unknown``."""
+    cwd = Path(__file__).parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=cwd, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Installed version of each package (``missing`` when it is not installed)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def machine_description() -> str:
+    """One line: OS, CPU count, Python, and the accelerator if any."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {gpu}"
+
+
+def provenance(**extra) -> dict:
+    """What to store next to any result: command, commit, machine, versions, and ``extra`` (seeds...)."""
+    return {
+        "command": " ".join(["python -m evl_lite", *sys.argv[1:]])
+        if sys.argv[0].endswith("__main__.py")
+        else " ".join(sys.argv),
+        "commit": git_commit(),
+        "machine": machine_description(),
+        "versions": package_versions(),
+        **extra,
+    }
