@@ -125,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         seed=args.seed,
         only=args.only,
+        resume=args.resume,
     )
     failed = [name for name, entry in summary["notebooks"].items() if entry["status"] != "ok"]
     print(json.dumps({"out": summary["out_dir"], "failed": failed, "seconds": summary["seconds"]}))
@@ -211,9 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["smoke", "workshop"], default="smoke")
     p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
-    p.add_argument("--out", required=True, help="where executed notebooks and summary.json go")
+    p.add_argument("--out", required=True, help="for executed notebooks, html/, index.html, summary.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", nargs="*", default=None, help="run only notebooks whose name starts with these")
+    p.add_argument("--resume", action="store_true",
+                   help="keep what an earlier run in --out finished; start at the first unfinished notebook")
     p.set_defaults(func=_run)
     return parser
 

@@ -2,13 +2,17 @@
 
 Each notebook gets the shared parameters (``SMOKE``, ``DATA_SOURCE``, ``DATA_DIR``, ``SEED``)
 and its own ``OUTPUT_DIR = <out>/<notebook stem>``, where it records ``metrics.json``. The
-executed copies are written to ``<out>/<notebook name>`` and a ``summary.json`` (per
-notebook: status, seconds, metrics) to ``<out>``; the collection stops at the first
-failure, naming the notebook, the cell and the error.
+executed copies are written to ``<out>/<notebook name>``, their HTML exports to
+``<out>/html/`` (plotly figures included: see ``plots.choose_renderer``), a
+``summary.json`` (per notebook: status, seconds, metrics) and an ``index.html`` linking
+every export to ``<out>``. The collection stops at the first failure, naming the notebook,
+the cell and the error; ``resume=True`` keeps the notebooks that finished and starts from
+the first one that did not.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import time
@@ -71,29 +75,108 @@ def run_collection(
     out_dir: str | os.PathLike = "runs/smoke",
     seed: int = 0,
     only: list[str] | None = None,
+    resume: bool = False,
+    directory: Path | None = None,
 ) -> dict[str, Any]:
-    """Run every notebook in order; writes and returns the summary."""
+    """Run every notebook in order (or resume); writes the exports, ``index.html`` and the summary."""
     from tqdm.auto import tqdm
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, not {mode!r}")
     out = Path(out_dir)
     params = {**MODES[mode], "DATA_SOURCE": data_source, "DATA_DIR": data_dir or "", "SEED": seed}
-    notebooks = [p for p in list_notebooks() if not only or any(p.name.startswith(o) for o in only)]
-    summary: dict[str, Any] = {"mode": mode, "data_source": data_source, "out_dir": str(out), "notebooks": {}}
+    notebooks = [p for p in list_notebooks(directory) if not only or any(p.name.startswith(o) for o in only)]
+    summary: dict[str, Any] = {"mode": mode, "data_source": data_source, "data_dir": data_dir or "",
+                               "seed": seed, "out_dir": str(out), "notebooks": {}}
+    done = finished_notebooks(out, params) if resume else {}
     start = time.perf_counter()
     bar = tqdm(notebooks, desc="notebooks", unit="nb")
     for path in bar:
+        if path.name in done:
+            summary["notebooks"][path.name] = {**done[path.name], "resumed": True}
+            bar.write(f"{path.name}: finished in an earlier run, kept")
+            continue
         bar.set_postfix_str(path.name)
         entry = run_notebook(path, out, params)
+        entry["html"] = export_html(Path(entry["output"]), out / "html")
         summary["notebooks"][path.name] = entry
         summary["seconds"] = round(time.perf_counter() - start, 2)
-        write_json_atomic(out / "summary.json", summary)
+        write_json_atomic(out / "summary.json", {**summary, "parameters": params})
+        write_index(out, summary)
         bar.write(f"{path.name}: {entry['status']} in {entry['seconds']:.1f} s")
         if entry["status"] != "ok":
             err = entry["error"]
             bar.write(f"stopped: {path.name}, cell {err['cell']}: {err['name']}: {err['message']}")
             break
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / "summary.json", {**summary, "parameters": params})
+    write_index(out, summary)
     return summary
+
+
+def finished_notebooks(out: Path, parameters: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Entries of an earlier run in ``out`` that finished, if it ran with the same parameters.
+
+    Only the leading run of ``ok`` notebooks counts: resuming starts at the first notebook
+    that did not finish, and everything after it runs again (it may depend on it).
+    """
+    summary_file = out / "summary.json"
+    if not summary_file.is_file():
+        return {}
+    previous = json.loads(summary_file.read_text())
+    if previous.get("parameters") != parameters:
+        raise ValueError(
+            f"{summary_file}: the earlier run used parameters {previous.get('parameters')}, not "
+            f"{parameters}; resume with the same mode, data and seed, or choose another --out"
+        )
+    done = {}
+    for name, entry in previous.get("notebooks", {}).items():
+        if entry.get("status") != "ok" or not Path(entry.get("output", "")).is_file():
+            break
+        done[name] = entry
+    return done
+
+
+def export_html(executed: Path, html_dir: Path) -> str | None:
+    """HTML export of an executed notebook (plotly figures embedded); its path, or None without one."""
+    if not executed.is_file():
+        return None
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    html_dir.mkdir(parents=True, exist_ok=True)
+    target = html_dir / f"{executed.stem}.html"
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, target)
+    return str(target)
+
+
+def write_index(out: Path, summary: dict[str, Any]) -> Path:
+    """``out/index.html``: one row per notebook with its status, time, and a link to its export."""
+    rows = []
+    for name, entry in summary["notebooks"].items():
+        link = f"html/{Path(entry['html']).name}" if entry.get("html") else None
+        title = f'<a href="{html.escape(link)}">{html.escape(name)}</a>' if link else html.escape(name)
+        error = entry.get("error")
+        detail = f"cell {error['cell']}: {error['name']}: {error['message']}" if error else ""
+        rows.append(
+            f"<tr><td>{title}</td><td class='{entry['status']}'>{entry['status']}</td>"
+            f"<td>{entry['seconds']:.1f} s</td><td>{html.escape(detail)}</td></tr>"
+        )
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>EVL-ECG Lite run</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 12px;text-align:left}"
+        ".ok{color:#1a7f37}.failed{color:#cf222e}</style></head><body>"
+        f"<h1>EVL-ECG Lite: {html.escape(summary['mode'])} run</h1>"
+        f"<p>data: {html.escape(summary['data_source'])} {html.escape(summary.get('data_dir', ''))}; "
+        f"total {summary.get('seconds', 0):.1f} s</p>"
+        "<table><tr><th>notebook</th><th>status</th><th>time</th><th>error</th></tr>"
+        + "".join(rows) + "</table></body></html>"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out / "index.html")
+    return out / "index.html"

@@ -1,0 +1,72 @@
+"""The run command's machinery on tiny notebooks: failure report, resume, HTML exports and index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from evl_lite.notebook_runner import finished_notebooks, run_collection
+
+
+def write_notebook(path: Path, body: str) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    params = nbformat.v4.new_code_cell("SMOKE = False\nOUTPUT_DIR = ''")
+    params.metadata["tags"] = ["parameters"]
+    record = nbformat.v4.new_code_cell(
+        "import json, pathlib\n"
+        "pathlib.Path(OUTPUT_DIR).mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path(OUTPUT_DIR, 'metrics.json').write_text(json.dumps({'smoke': SMOKE}))"
+    )
+    nb.cells = [params, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell(body), record]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def course(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(
+        folder / "01_first.ipynb",
+        "import plotly.express as px\nfrom evl_lite.plots import setup_plotly\n"
+        "setup_plotly()\npx.line(y=[1, 2])",
+    )
+    write_notebook(folder / "02_second.ipynb", "raise RuntimeError('deliberate failure')")
+    write_notebook(folder / "03_third.ipynb", "y = 3")
+    return folder
+
+
+def test_a_failure_stops_the_run_naming_notebook_cell_and_error_then_resume_continues(course, tmp_path):
+    out = tmp_path / "run"
+    summary = run_collection("smoke", out_dir=out, directory=course)
+    first, second = summary["notebooks"]["01_first.ipynb"], summary["notebooks"]["02_second.ipynb"]
+    assert first["status"] == "ok" and first["metrics"] == {"smoke": True}
+    assert second["status"] == "failed"
+    assert second["error"]["name"] == "RuntimeError" and "deliberate failure" in second["error"]["message"]
+    assert second["error"]["cell"] == 4  # execution count: parameters, injected parameters, x = 1, then this
+    assert "03_third.ipynb" not in summary["notebooks"]  # stopped at the failure
+    index = (out / "index.html").read_text()
+    assert (
+        "01_first.ipynb" in index and "deliberate failure" in index and 'href="html/01_first.html"' in index
+    )
+    assert "Plotly.newPlot" in (out / "html" / "01_first.html").read_text()  # the figure survives the export
+
+    executed_first = (out / "01_first.ipynb").stat().st_mtime_ns
+    write_notebook(course / "02_second.ipynb", "z = 2")  # the instructor fixes the notebook
+    resumed = run_collection("smoke", out_dir=out, directory=course, resume=True)
+    assert (out / "01_first.ipynb").stat().st_mtime_ns == executed_first  # kept, not re-run
+    assert resumed["notebooks"]["01_first.ipynb"]["resumed"] is True
+    assert [e["status"] for e in resumed["notebooks"].values()] == ["ok", "ok", "ok"]
+    saved = json.loads((out / "summary.json").read_text())
+    assert list(saved["notebooks"]) == ["01_first.ipynb", "02_second.ipynb", "03_third.ipynb"]
+
+
+def test_resume_refuses_an_earlier_run_with_other_parameters(course, tmp_path):
+    out = tmp_path / "run"
+    run_collection("smoke", out_dir=out, directory=course, only=["01"])
+    with pytest.raises(ValueError, match="earlier run used parameters"):
+        finished_notebooks(out, {"SMOKE": False, "DATA_SOURCE": "synthetic", "DATA_DIR": "", "SEED": 0})
