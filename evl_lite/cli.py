@@ -43,6 +43,16 @@ def _data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_check(args: argparse.Namespace) -> int:
+    from evl_lite.data_check import check_dataset
+
+    problems = check_dataset(args.path, progress=not args.quiet, unlabelled=args.unlabelled)
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem(s) in {args.path}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _bench_synth(args: argparse.Namespace) -> int:
     from evl_lite.synthetic import benchmark_generation
 
@@ -144,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = data_cmds.add_parser("summary", help="print records, superclass counts and fold sizes as JSON")
     p.add_argument("path", help="directory in the PTB-XL layout")
     p.set_defaults(func=_data_summary)
+    p = data_cmds.add_parser("check", help="read every record; one line per problem; exit 1 if any")
+    p.add_argument("path", help="directory in the PTB-XL layout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="a pretraining set: normalised units (NU) accepted, no strat_fold split needed")
+    p.set_defaults(func=_data_check)
     p = data_cmds.add_parser("synth", help="write a synthetic dataset in the PTB-XL layout")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--records", type=int, default=2000)
