@@ -69,7 +69,9 @@ def test_model_ends_with_its_best_validation_weights(toy):
     assert auc == pytest.approx(result.best_val_auc, abs=1e-6)
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
+    """Killed (SIGKILL: no clean-up at all; SIGINT: Ctrl-C in a workshop) once an epoch is saved."""
     epochs = 4
     full = tmp_path / "full"
     subprocess.run([sys.executable, str(SCRIPT), str(full), str(epochs)], check=True, timeout=600)
@@ -83,8 +85,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
         if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
             break
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
     assert not (killed / "result-0.json").exists(), "the run finished before it could be killed"
     done_before = json.loads(state.read_text())["epoch"]
     assert done_before < epochs - 1
