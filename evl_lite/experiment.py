@@ -69,7 +69,7 @@ def paired_bootstrap(
 def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, state) -> dict:
     result_file = run_dir / "result.json"
     if result_file.is_file():
-        return json.loads(result_file.read_text())
+        return {**json.loads(result_file.read_text()), "resumed": True}
     _, config = student_recipe(smoke, seed)
     config.progress = False
     start = time.perf_counter()
@@ -133,6 +133,37 @@ def summarise(runs: list[dict], methods: list[str]) -> dict:
     return {"table": table, "comparisons": comparisons}
 
 
+def method_rows(results: dict) -> list[dict]:
+    """One row per method: mean and sd over seeds of each test metric, and the validation AUC."""
+    rows = []
+    for method, row in results["summary"]["table"].items():
+        entry = {"method": method, "seeds": len(row["seeds"])}
+        for key in (*METRICS, "val_macro_auc"):
+            entry[key], entry[f"{key}_sd"] = row[key]["mean"], row[key]["sd"]
+        rows.append(entry)
+    return rows
+
+
+def ablation_rows(results: dict) -> list[dict]:
+    """EVL and each ablation: mean test macro-AUC and its change from the full EVL."""
+    table = results["summary"]["table"]
+    if "evl" not in table:
+        return []
+    full = table["evl"]["macro_auc"]["mean"]
+    rows = [{"method": "evl", "removed": "-", "macro_auc": full, "change_vs_evl": 0.0}]
+    for method in (m for m in table if m in ABLATIONS):
+        auc = table[method]["macro_auc"]["mean"]
+        rows.append(
+            {
+                "method": method,
+                "removed": method.removeprefix("evl-no-"),
+                "macro_auc": auc,
+                "change_vs_evl": auc - full,
+            }
+        )
+    return rows
+
+
 def results_markdown(results: dict) -> str:
     """The results table (and EVL's paired comparison) as Markdown."""
     summary, eff = results["summary"], results["efficiency"]
@@ -157,6 +188,13 @@ def results_markdown(results: dict) -> str:
             + " | ".join(cells)
             + f" | {eff['student']['params']:,} | {eff['student']['latency_ms']:.2f} |"
         )
+    ablations = ablation_rows(results)
+    if len(ablations) > 1:
+        lines += ["", "| ablation | removed | test macro-AUC | change vs EVL |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['method']} | {r['removed']} | {r['macro_auc']:.3f} | {r['change_vs_evl']:+.3f} |"
+            for r in ablations
+        ]
     for m, c in summary["comparisons"].items():
         auc = c["macro_auc"]
         lines += [
@@ -170,7 +208,9 @@ def results_markdown(results: dict) -> str:
     lines += [
         "",
         f"Command: `{results['provenance']['command']}`; commit {results['provenance']['commit']}; "
-        f"{results['provenance']['machine']}; {results['wall_seconds'] / 60:.1f} min.",
+        f"{results['provenance']['machine']}; {results['wall_seconds'] / 60:.1f} min wall time "
+        f"({results['runs_computed']} of {len(results['runs'])} student runs computed in that invocation, "
+        "the rest loaded from an earlier one).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -186,10 +226,12 @@ def run_experiment(
     teacher_dir: str | None = None,
     distill_config: DistillConfig | None = None,
     progress: bool = True,
+    first_seed: int = 0,
 ) -> dict:
     """Run (or resume) the experiment and write ``results.json`` and ``results.md`` into ``out_dir``."""
     start = time.perf_counter()
     state = process_state()
+    record = provenance()  # before anything is written, so the commit is the code that ran
     out = Path(out_dir)
     methods = parse_methods(methods)
     if seeds < 1:
@@ -219,7 +261,8 @@ def run_experiment(
         n_boot=0,
     )
     runs = []
-    todo = [(m, s) for s in range(seeds) for m in methods]
+    seed_list = list(range(first_seed, first_seed + seeds))
+    todo = [(m, s) for s in seed_list for m in methods]
     for i, (method, seed) in enumerate(todo):
         if progress and state.is_main_process:
             print(f"[{i + 1}/{len(todo)}] {method} seed {seed}", flush=True)
@@ -262,10 +305,11 @@ def run_experiment(
         "student_train_config": {k: v for k, v in vars(config).items() if k not in ("seed", "progress")},
         "efficiency": eff,
         "summary": summarise(runs, methods),
-        "runs": runs,
+        "runs": [{k: v for k, v in r.items() if k != "resumed"} for r in runs],
         "processes": state.num_processes,
         "wall_seconds": time.perf_counter() - start,
-        "provenance": provenance(seeds=list(range(seeds))),
+        "runs_computed": sum(not r.get("resumed") for r in runs),  # the rest were loaded from an earlier run
+        "provenance": {**record, "seeds": seed_list},
     }
     if state.is_main_process:
         write_json_atomic(out / "results.json", results)

@@ -144,3 +144,19 @@ def test_03_student_reuses_the_teacher_and_compares_kd_with_scratch(smoke_run):
     assert m["kd_minus_scratch_test_auc"] == pytest.approx(
         m["kd_test_macro_auc"] - m["scratch_test_macro_auc"]
     )
+
+
+def test_07_trains_every_method_and_reads_the_comparison(smoke_run):
+    m = metrics_of(smoke_run, "07_full_training")
+    expected = ["scratch", "kd", "fitnet", "rkd", "sp", "evl", "evl-no-cross_attention", "evl-no-ot",
+                "evl-no-relation"]
+    assert m["methods"] == expected and set(m["test_macro_auc"]) == set(expected)
+    assert all(0 <= v <= 1 for v in m["test_macro_auc"].values())
+    assert m["evl_loss_terms"] == ["bce", "cross_attention", "kd", "ot", "relation"]
+    assert all(np.isfinite(v) for v in m["evl_loss_term_ratio_last_first"].values())
+    auc = m["test_macro_auc"]
+    assert m["evl_minus_best_baseline"] == pytest.approx(auc["evl"] - auc[m["best_baseline"]])
+    for component, change in m["ablation_change_vs_evl"].items():
+        assert change == pytest.approx(auc[f"evl-no-{component}"] - auc["evl"])
+    assert m["methods_above_scratch"] == [k for k in auc if k != "scratch" and auc[k] > auc["scratch"]]
+    assert any(("beats" in line) or ("does not beat" in line) for line in m["reading"])
