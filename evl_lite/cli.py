@@ -103,6 +103,14 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results(args: argparse.Namespace) -> int:
+    from evl_lite.results_report import update_readme
+
+    changed = update_readme(args.readme, args.dirs)
+    print(f"{args.readme}: results section {'updated' if changed else 'already up to date'}")
+    return 0
+
+
 def _teacher_student(args: argparse.Namespace) -> int:
     from evl_lite.teacher_student import run_teacher_student
 
@@ -212,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_experiment)
+
+    p = commands.add_parser("results", help="regenerate the README's results section from results.json files")
+    p.add_argument("readme", help="the README holding the <!-- results:begin/end --> block")
+    p.add_argument("dirs", nargs="+", help="experiment output directories, in the order to show them")
+    p.set_defaults(func=_results)
 
     p = commands.add_parser(
         "teacher-student", help="train teacher and scratch student over seeds; test macro-AUC as JSON"

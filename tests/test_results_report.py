@@ -1,0 +1,88 @@
+"""The README's results section is generated from the committed results and cannot drift from them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from evl_lite.experiment import results_markdown
+from evl_lite.results_report import BEGIN, END, replace_section, results_section, update_readme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def committed_result_dirs() -> list[Path]:
+    """The experiment directories the README's block names, in its order."""
+    block = (ROOT / "README.md").read_text().split(BEGIN)[1].split(END)[0]
+    return [ROOT / d for d in re.findall(r"^### `([^`]+)`$", block, flags=re.M)]
+
+
+def test_readme_results_block_is_what_the_committed_results_generate():
+    dirs = committed_result_dirs()
+    assert dirs, "the README's results block names no experiment directory"
+    text = (ROOT / "README.md").read_text()
+    regenerated = replace_section(text, results_section([d.relative_to(ROOT) for d in dirs]))
+    assert regenerated == text, (
+        "README results differ from results/*.json: run `python -m evl_lite results ...`"
+    )
+
+
+def test_every_committed_experiment_has_enough_seeds_and_its_provenance():
+    for directory in committed_result_dirs():
+        results = json.loads((directory / "results.json").read_text())
+        assert len(results["seeds"]) >= 5 or results["data"] == "synthetic", directory
+        prov = results["provenance"]
+        assert prov["command"].startswith("python -m evl_lite experiment") and prov["commit"] != "unknown"
+        assert "+dirty" not in prov["commit"], f"{directory} was produced from uncommitted code"
+        assert {"torch", "POT", "transformers"} <= set(prov["versions"])
+        for method, row in results["summary"]["table"].items():
+            assert len(row["macro_auc"]["values"]) == len(results["seeds"]), method
+
+
+def test_replace_section_keeps_the_rest_and_is_idempotent(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{BEGIN}\nold\n{END}\nafter\n")
+    assert replace_section(readme.read_text(), "new") == f"# Title\n\nbefore\n{BEGIN}\nnew\n{END}\nafter\n"
+    with pytest.raises(ValueError, match="one"):
+        replace_section("no markers", "x")
+    with pytest.raises(ValueError, match="one"):
+        replace_section(f"{BEGIN}{END}{BEGIN}{END}", "x")
+
+
+def test_update_readme_writes_the_markdown_of_each_experiment(tmp_path):
+    out = tmp_path / "exp"
+    out.mkdir()
+    results = {
+        "data": "synthetic",
+        "n_train": 10,
+        "n_val": 2,
+        "n_test": 3,
+        "seeds": [0, 1],
+        "teacher": {"test_macro_auc": 0.7},
+        "efficiency": {
+            "teacher": {"params": 1000, "latency_ms": 2.0},
+            "student": {"params": 10, "latency_ms": 0.5},
+        },
+        "summary": {
+            "table": {
+                "kd": {
+                    k: {"mean": 0.8, "sd": 0.01}
+                    for k in ("macro_auc", "hamming_accuracy", "sample_accuracy", "macro_f1")
+                }
+            },
+            "comparisons": {},
+        },
+        "runs": [{}, {}],
+        "runs_computed": 2,
+        "wall_seconds": 60.0,
+        "provenance": {"command": "python -m evl_lite experiment", "commit": "abc", "machine": "m"},
+    }
+    (out / "results.json").write_text(json.dumps(results))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{BEGIN}\n{END}\n")
+    assert update_readme(readme, [out]) is True
+    assert results_markdown(results) in readme.read_text() and "| kd | 0.800 ± 0.010" in readme.read_text()
+    assert update_readme(readme, [out]) is False
