@@ -111,6 +111,19 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notebooks(args: argparse.Namespace) -> int:
+    from evl_lite.notebook_hygiene import check_notebooks, strip_notebooks
+
+    if args.action == "strip":
+        for path in strip_notebooks(args.paths or None):
+            print(f"stripped {path}")
+        return 0
+    problems = check_notebooks(args.paths or None)
+    for line in problems:
+        print(line)
+    return 1 if problems else 0
+
+
 def _teacher_student(args: argparse.Namespace) -> int:
     from evl_lite.teacher_student import run_teacher_student
 
@@ -220,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_experiment)
+
+    p = commands.add_parser("notebooks", help="check or strip notebook outputs (they are committed clean)")
+    p.add_argument("action", choices=["check", "strip"])
+    p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")
+    p.set_defaults(func=_notebooks)
 
     p = commands.add_parser("results", help="regenerate the README's results section from results.json files")
     p.add_argument("readme", help="the README holding the <!-- results:begin/end --> block")

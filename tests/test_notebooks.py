@@ -160,3 +160,29 @@ def test_07_trains_every_method_and_reads_the_comparison(smoke_run):
         assert change == pytest.approx(auc[f"evl-no-{component}"] - auc["evl"])
     assert m["methods_above_scratch"] == [k for k in auc if k != "scratch" and auc[k] > auc["scratch"]]
     assert any(("beats" in line) or ("does not beat" in line) for line in m["reading"])
+
+
+def test_04_cross_attention_alignment_records_the_component(smoke_run):
+    m02 = metrics_of(smoke_run, "02_teacher")
+    m = metrics_of(smoke_run, "04_cross_attention_alignment")
+    assert m["teacher_dir"] == m02["teacher_dir"]  # reused notebook 02's teacher
+    assert m["n_teacher_tokens"] == 12 * m["n_patches_per_lead"] == 120
+    assert (m["n_student_tokens"], m["student_token_dim"], m["teacher_token_dim"]) == (32, 64, 32)
+    assert m["attention_shape"][1:] == [m["n_heads"], m["n_student_tokens"], m["n_teacher_tokens"]]
+    assert m["trained_attention_shape"] == m["attention_shape"]
+    assert "must match the size" in m["naive_mse_error"]
+    assert m["step_by_step_matches_package"] is True and m["step_by_step_max_abs_diff"] < 1e-5
+    assert m["attention_row_sum_max_error"] < 1e-5 and m["toy_row_sum_max_error"] < 1e-5
+    assert m["fitnet_hint_change_when_leads_averaged"] < 1e-5
+    assert m["cross_attention_target_change_when_leads_averaged"] > 0.01
+    assert 0 < m["teacher_between_lead_variance_share"] < 1
+    assert 0 <= m["kd_val_macro_auc"] <= 1 and 0 <= m["cross_attention_kd_val_macro_auc"] <= 1
+    assert m["cross_attention_minus_kd_val_auc"] == pytest.approx(
+        m["cross_attention_kd_val_macro_auc"] - m["kd_val_macro_auc"]
+    )
+    assert {"train_bce", "train_kd", "train_cross_attention"} <= set(m["history_keys"])
+    assert len(m["train_cross_attention"]) == m["student_epochs"]
+    assert np.isfinite(m["train_cross_attention"]).all()
+    assert 0 < m["untrained_attention_entropy"] <= 1 and 0 < m["trained_attention_entropy"] <= 1
+    assert m["explorer"]["heads"] == m["n_heads"] + 1
+    assert m["explorer"]["row_sum"] == pytest.approx(1, abs=1e-5)
