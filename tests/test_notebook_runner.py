@@ -70,3 +70,26 @@ def test_resume_refuses_an_earlier_run_with_other_parameters(course, tmp_path):
     run_collection("smoke", out_dir=out, directory=course, only=["01"])
     with pytest.raises(ValueError, match="earlier run used parameters"):
         finished_notebooks(out, {"SMOKE": False, "DATA_SOURCE": "synthetic", "DATA_DIR": "", "SEED": 0})
+
+
+def test_notebooks_check_and_strip(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "01_x.ipynb"
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("1 + 1")
+    cell.execution_count = 1
+    cell.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    nb.cells = [nbformat.v4.new_markdown_cell("# x"), cell]
+    nbformat.write(nb, path)
+    check = [sys.executable, "-m", "evl_lite", "notebooks", "check", str(path)]
+    dirty = subprocess.run(check, capture_output=True, text=True)
+    assert dirty.returncode == 1 and f"{path}: cells [1]" in dirty.stdout
+    strip = subprocess.run([sys.executable, "-m", "evl_lite", "notebooks", "strip", str(path)],
+                           capture_output=True, text=True, check=True)
+    assert f"stripped {path}" in strip.stdout
+    clean = subprocess.run(check, capture_output=True, text=True)
+    assert clean.returncode == 0 and clean.stdout == ""
+    stripped = nbformat.read(path, as_version=4).cells[1]
+    assert stripped.outputs == [] and stripped.execution_count is None and stripped.source == "1 + 1"
