@@ -256,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_teacher_student)
 
     p = commands.add_parser("run", help="execute the notebook collection with papermill")
-    p.add_argument("--mode", choices=["smoke", "workshop"], default="smoke")
+    p.add_argument("--mode", choices=["smoke", "workshop", "full"], default="smoke",
+                   help="smoke: seconds per notebook (tests); workshop: minutes, the notebooks' defaults; "
+                   "full: longer schedules and more synthetic data (EVL_LITE_SCALE=full)")
     p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
     p.add_argument("--out", required=True, help="for executed notebooks, html/, index.html, summary.json")

@@ -23,8 +23,10 @@ from evl_lite.atomic import write_json_atomic
 
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"SMOKE": True},  # tiny data and epochs: seconds per notebook, for tests
-    "workshop": {"SMOKE": False},  # the notebooks' own defaults: meaningful numbers
+    "workshop": {"SMOKE": False},  # the notebooks' own defaults: meaningful numbers in minutes
+    "full": {"SMOKE": False},  # the same notebooks at the full scale (EVL_LITE_SCALE=full, see recipes)
 }
+SCALES = {"smoke": "smoke", "workshop": "workshop", "full": "full"}  # mode -> recipes.current_scale
 
 
 def notebook_dir() -> Path:
@@ -79,16 +81,36 @@ def run_collection(
     directory: Path | None = None,
 ) -> dict[str, Any]:
     """Run every notebook in order (or resume); writes the exports, ``index.html`` and the summary."""
-    from tqdm.auto import tqdm
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {list(MODES)}, not {mode!r}")
     out = Path(out_dir)
     params = {**MODES[mode], "DATA_SOURCE": data_source, "DATA_DIR": data_dir or "", "SEED": seed}
     notebooks = [p for p in list_notebooks(directory) if not only or any(p.name.startswith(o) for o in only)]
-    summary: dict[str, Any] = {"mode": mode, "data_source": data_source, "data_dir": data_dir or "",
-                               "seed": seed, "out_dir": str(out), "notebooks": {}}
-    done = finished_notebooks(out, params) if resume else {}
+    summary: dict[str, Any] = {
+        "mode": mode,
+        "data_source": data_source,
+        "data_dir": data_dir or "",
+        "seed": seed,
+        "out_dir": str(out),
+        "notebooks": {},
+    }
+    done = finished_notebooks(out, {**params, "scale": SCALES[mode]}) if resume else {}
+    # the kernels papermill starts inherit the environment: the recipes read the scale from it
+    previous_scale = os.environ.get("EVL_LITE_SCALE")
+    os.environ["EVL_LITE_SCALE"] = "workshop" if mode == "smoke" else SCALES[mode]
+    try:
+        return _run_notebooks(notebooks, out, params, mode, summary, done)
+    finally:
+        if previous_scale is None:
+            os.environ.pop("EVL_LITE_SCALE", None)
+        else:
+            os.environ["EVL_LITE_SCALE"] = previous_scale
+
+
+def _run_notebooks(notebooks, out, params, mode, summary, done) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    params_record = {**params, "scale": SCALES[mode]}
     start = time.perf_counter()
     bar = tqdm(notebooks, desc="notebooks", unit="nb")
     for path in bar:
@@ -101,7 +123,7 @@ def run_collection(
         entry["html"] = export_html(Path(entry["output"]), out / "html")
         summary["notebooks"][path.name] = entry
         summary["seconds"] = round(time.perf_counter() - start, 2)
-        write_json_atomic(out / "summary.json", {**summary, "parameters": params})
+        write_json_atomic(out / "summary.json", {**summary, "parameters": params_record})
         write_index(out, summary)
         bar.write(f"{path.name}: {entry['status']} in {entry['seconds']:.1f} s")
         if entry["status"] != "ok":
@@ -109,7 +131,7 @@ def run_collection(
             bar.write(f"stopped: {path.name}, cell {err['cell']}: {err['name']}: {err['message']}")
             break
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    write_json_atomic(out / "summary.json", {**summary, "parameters": params})
+    write_json_atomic(out / "summary.json", {**summary, "parameters": params_record})
     write_index(out, summary)
     return summary
 
@@ -173,7 +195,8 @@ def write_index(out: Path, summary: dict[str, Any]) -> Path:
         f"<p>data: {html.escape(summary['data_source'])} {html.escape(summary.get('data_dir', ''))}; "
         f"total {summary.get('seconds', 0):.1f} s</p>"
         "<table><tr><th>notebook</th><th>status</th><th>time</th><th>error</th></tr>"
-        + "".join(rows) + "</table></body></html>"
+        + "".join(rows)
+        + "</table></body></html>"
     )
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".index.html.tmp"

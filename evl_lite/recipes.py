@@ -39,6 +39,22 @@ from evl_lite.teacher_cache import TeacherCache
 from evl_lite.training import Distillation, Supervised, TrainConfig, TrainResult, process_state, train
 
 SMOKE_RECORDS = 150  # synthetic records in smoke mode (seconds per notebook)
+FULL_RECORDS = 5000  # synthetic records at the full scale
+SCALE_VARIABLE = "EVL_LITE_SCALE"  # "workshop" (default) or "full": what SMOKE = False means
+
+
+def current_scale(smoke: bool) -> str:
+    """``"smoke"``, or the scale that ``EVL_LITE_SCALE`` chooses for ``SMOKE = False``.
+
+    ``"workshop"`` (the default; minutes on a laptop) or ``"full"`` (longer schedules, more
+    synthetic data; ``python -m evl_lite run --mode full`` sets it).
+    """
+    if smoke:
+        return "smoke"
+    scale = os.environ.get(SCALE_VARIABLE, "workshop") or "workshop"
+    if scale not in ("workshop", "full"):
+        raise ValueError(f"{SCALE_VARIABLE} must be 'workshop' or 'full', not {scale!r}")
+    return scale
 WORKSHOP_RECORDS = 2000  # synthetic records otherwise
 
 
@@ -69,7 +85,8 @@ def load_benchmark_data(
     progress: bool = True,
 ) -> BenchmarkData:
     """Train (folds 1-8), validation (9) and test (10) splits, preprocessed for the models."""
-    n_records = SMOKE_RECORDS if smoke else WORKSHOP_RECORDS
+    sizes = {"smoke": SMOKE_RECORDS, "workshop": WORKSHOP_RECORDS, "full": FULL_RECORDS}
+    n_records = sizes[current_scale(smoke)]
     root = resolve_data_dir(source, data_dir, n_records=n_records, seed=seed)
     splits, _ = prepare_splits(
         root,
@@ -107,10 +124,11 @@ def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, T
             TrainConfig(epochs=2, batch_size=32, lr=1e-3, eval_windows=3, progress=False),
         )
     # 0.5 s patches (60 tokens per 2.5 s window) halve the cost of the 0.25 s default on a CPU
+    full = current_scale(smoke) == "full"
     return (
         ECGTransformerConfig(patch_len=50),
-        PretrainConfig(epochs=4, batch_size=64),
-        TrainConfig(epochs=20, batch_size=32, lr=1e-3),
+        PretrainConfig(epochs=10 if full else 4, batch_size=64),
+        TrainConfig(epochs=40 if full else 20, batch_size=32, lr=1e-3),
     )
 
 
@@ -131,11 +149,13 @@ def get_teacher(
     if (path / "config.json").is_file() and info_file.is_file():
         info = json.loads(info_file.read_text())
         made_on = info.get("data_root")
-        if made_on != str(data.root) or info.get("smoke") != smoke:
+        scale = current_scale(smoke)
+        made_at = info.get("scale", "smoke" if info.get("smoke") else "workshop")
+        if made_on != str(data.root) or made_at != scale:
             raise ECGDataError(
                 path,
-                f"this teacher was trained on {made_on} (smoke={info.get('smoke')}), "
-                f"not on {data.root} (smoke={smoke}); delete it or choose another directory",
+                f"this teacher was trained on {made_on} at the {made_at} scale, "
+                f"not on {data.root} at the {scale} scale; delete it or choose another directory",
             )
         return ECGTransformer.from_pretrained(path), info
     model_config, pre_config, fine_config = teacher_recipe(smoke)
@@ -156,6 +176,7 @@ def get_teacher(
         "unlabelled_records": int(len(x_unlabelled)),
         "seed": seed,
         "smoke": smoke,
+        "scale": current_scale(smoke),
         "data_root": str(data.root),
     }
     if state.is_main_process:
@@ -192,7 +213,7 @@ def student_recipe(smoke: bool, seed: int = 0) -> tuple[StudentConfig, TrainConf
     """The student and its schedule: the teacher's batch, windows and evaluation; learning rate 1e-2."""
     _, _, teacher_train = teacher_recipe(smoke)
     config = TrainConfig(
-        epochs=2 if smoke else 15,
+        epochs={"smoke": 2, "workshop": 15, "full": 30}[current_scale(smoke)],
         batch_size=teacher_train.batch_size,
         lr=1e-2,
         crop=teacher_train.crop,

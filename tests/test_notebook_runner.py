@@ -86,10 +86,42 @@ def test_notebooks_check_and_strip(tmp_path):
     check = [sys.executable, "-m", "evl_lite", "notebooks", "check", str(path)]
     dirty = subprocess.run(check, capture_output=True, text=True)
     assert dirty.returncode == 1 and f"{path}: cells [1]" in dirty.stdout
-    strip = subprocess.run([sys.executable, "-m", "evl_lite", "notebooks", "strip", str(path)],
-                           capture_output=True, text=True, check=True)
+    strip = subprocess.run(
+        [sys.executable, "-m", "evl_lite", "notebooks", "strip", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"stripped {path}" in strip.stdout
     clean = subprocess.run(check, capture_output=True, text=True)
     assert clean.returncode == 0 and clean.stdout == ""
     stripped = nbformat.read(path, as_version=4).cells[1]
     assert stripped.outputs == [] and stripped.execution_count is None and stripped.source == "1 + 1"
+
+
+def test_modes_choose_the_recipe_scale(monkeypatch):
+    from evl_lite.recipes import current_scale, student_recipe, teacher_recipe
+
+    monkeypatch.delenv("EVL_LITE_SCALE", raising=False)
+    assert current_scale(True) == "smoke" and current_scale(False) == "workshop"
+    workshop = (teacher_recipe(False)[2].epochs, student_recipe(False)[1].epochs)
+    monkeypatch.setenv("EVL_LITE_SCALE", "full")
+    assert current_scale(False) == "full" and current_scale(True) == "smoke"
+    full = (teacher_recipe(False)[2].epochs, student_recipe(False)[1].epochs)
+    assert full[0] > workshop[0] and full[1] > workshop[1]
+    monkeypatch.setenv("EVL_LITE_SCALE", "huge")
+    with pytest.raises(ValueError, match="EVL_LITE_SCALE"):
+        current_scale(False)
+
+
+def test_the_full_mode_runs_the_notebooks_with_the_full_scale(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(
+        folder / "01_scale.ipynb",
+        "from evl_lite.recipes import current_scale\n"
+        "assert current_scale(SMOKE) == 'full', current_scale(SMOKE)",
+    )
+    summary = run_collection("full", out_dir=tmp_path / "run", directory=folder)
+    assert summary["notebooks"]["01_scale.ipynb"]["status"] == "ok", summary["notebooks"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["parameters"]["scale"] == "full"
