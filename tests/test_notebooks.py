@@ -186,3 +186,18 @@ def test_04_cross_attention_alignment_records_the_component(smoke_run):
     assert 0 < m["untrained_attention_entropy"] <= 1 and 0 < m["trained_attention_entropy"] <= 1
     assert m["explorer"]["heads"] == m["n_heads"] + 1
     assert m["explorer"]["row_sum"] == pytest.approx(1, abs=1e-5)
+
+
+def test_05_optimal_transport_records_the_plan_and_the_eps_limit(smoke_run):
+    m = metrics_of(smoke_run, "05_optimal_transport")
+    assert m["sinkhorn_step_by_step_matches_package"] is True
+    assert m["n_teacher_tokens"] % 12 == 0 and m["n_student_tokens"] != m["n_teacher_tokens"]
+    eps, gap = m["entropic_eps"], np.array(m["entropic_minus_exact"])
+    assert len(eps) == len(gap) and eps == sorted(eps, reverse=True)
+    assert (gap >= -1e-9).all() and (np.diff(gap) <= 1e-9).all() and gap[-1] < 1e-2 < gap[0]
+    assert m["plan_marginal_error"] < 1e-3  # the component's Sinkhorn tolerance
+    assert m["envelope_gradient_relative_error"] < 1e-4
+    assert 0.0 <= m["kd_val_macro_auc"] <= 1.0 and 0.0 <= m["ot_kd_val_macro_auc"] <= 1.0
+    assert len(m["ot_kd_history"]) == len(m["kd_history"]) == m["student_epochs"]
+    assert all(0.0 <= r["train_ot"] <= 2.0 for r in m["ot_kd_history"])
+    assert all("train_ot" not in r for r in m["kd_history"])
