@@ -168,3 +168,69 @@ def bench_components(batch_size: int = 64, crop: int = 250, repeats: int = 20) -
         "overhead_ratio": with_all / plain - 1,
         "target_overhead_ratio": 0.5,
     }
+
+
+def bench_edge(experiment_dir: str, method: str = "evl", seed: int = 0, repeats: int = 20) -> dict:
+    """Teacher vs student at the edge, from a finished experiment (``python -m evl_lite experiment``).
+
+    The experiment's teacher and its ``method`` student of ``seed``, on the experiment's data:
+    parameters, FLOPs and CPU latency at batch 1 (one thread, one 2.5 s window) and their ratios
+    (targets: >= 10x fewer parameters, >= 5x lower latency), then the student's float, int8
+    and ONNX versions (:func:`evl_lite.deployment.bench_deployment`): test macro-AUC, latency,
+    size and ONNX parity. The ONNX file is written into the run's directory.
+    """
+    import json
+    from pathlib import Path
+
+    from evl_lite.deployment import StudentSource, bench_deployment, load_student
+    from evl_lite.deployment import _training_weights as training_weights
+    from evl_lite.recipes import load_benchmark_data
+
+    root = Path(experiment_dir)
+    results = json.loads((root / "results.json").read_text())
+    run = root / "runs" / method / f"seed{seed}"
+    weights = training_weights(run / "training")
+    if weights is None:
+        raise FileNotFoundError(f"{run}: no trained {method} student (run the experiment first)")
+    data = load_benchmark_data(results["data"], results["path"], smoke=results["smoke"], progress=False)
+    student = load_student(StudentSource(weights, None, None, str(run))).eval()
+    teacher = ECGTransformer.from_pretrained(results["teacher"]["dir"]).eval()
+    crop, n_windows = results["student_train_config"]["crop"], results["student_train_config"]["eval_windows"]
+    cost = {
+        name: efficiency_report(model, length=crop, batch_sizes=(1,), threads=1, repeats=repeats)
+        for name, model in (("teacher", teacher), ("student", student))
+    }
+    edge = {
+        name: {"params": r["params"], "flops": r["flops"], "latency_ms": r["latency_ms"]["1"]["median"]}
+        for name, r in cost.items()
+    }
+    report = bench_deployment(
+        student,
+        data.test.x,
+        data.test.y,
+        run,
+        x_calibration=data.train.x,
+        crop=crop,
+        n_windows=n_windows,
+        repeats=repeats,
+    )
+    float_auc = report["float"]["test_macro_auc"]
+    return {
+        "experiment": str(root),
+        "method": method,
+        "seed": seed,
+        "window_samples": crop,
+        "teacher": edge["teacher"],
+        "student": edge["student"],
+        "params_teacher_over_student": edge["teacher"]["params"] / edge["student"]["params"],
+        "latency_b1_teacher_over_student": edge["teacher"]["latency_ms"] / edge["student"]["latency_ms"],
+        "targets": {"params_ratio": 10.0, "latency_ratio": 5.0},
+        "student_versions": {
+            k: {kk: vv for kk, vv in v.items() if kk != "parity"}
+            for k, v in report.items()
+            if isinstance(v, dict)
+        },
+        "dynamic_int8_auc_change": report["dynamic_int8"]["test_macro_auc"] - float_auc,
+        "static_int8_auc_change": report["static_int8"]["test_macro_auc"] - float_auc,
+        "onnx_max_abs_logit_diff": report["onnx"]["parity"]["max_abs_diff"],
+    }

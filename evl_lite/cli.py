@@ -124,6 +124,13 @@ def _notebooks(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _bench_deployment(args: argparse.Namespace) -> int:
+    from evl_lite.benchmarks import bench_edge
+
+    _print_json(bench_edge(args.experiment, args.method, args.seed, args.repeats))
+    return 0
+
+
 def _teacher_student(args: argparse.Namespace) -> int:
     from evl_lite.teacher_student import run_teacher_student
 
@@ -214,6 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="ECGs per batch")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
     p.set_defaults(func=_bench_components)
+    p = bench_cmds.add_parser("deployment", help="teacher vs student at the edge; int8 and ONNX versions")
+    p.add_argument("experiment", help="a finished `experiment --out` directory")
+    p.add_argument("--method", default="evl")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
+    p.set_defaults(func=_bench_deployment)
 
     p = commands.add_parser(
         "experiment",

@@ -185,3 +185,21 @@ def test_two_processes_give_the_single_process_results_within_tolerance(smoke_ex
         # 0.00-0.14 apart, so 0.2 catches a broken data-parallel run, not the expected drift.
         assert abs(run["val_macro_auc"] - reference["val_macro_auc"]) <= 0.2, (run, reference)
         assert abs(run["macro_auc"] - reference["macro_auc"]) <= 0.2, (run, reference)
+
+
+def test_edge_benchmark_of_the_experiments_student(smoke_experiment):
+    from evl_lite.benchmarks import bench_edge
+
+    out, results = smoke_experiment
+    edge = bench_edge(str(out), "evl", 0, repeats=2)
+    assert edge["student"]["params"] == results["efficiency"]["student"]["params"]
+    assert edge["params_teacher_over_student"] == pytest.approx(
+        edge["teacher"]["params"] / edge["student"]["params"]
+    )
+    assert edge["onnx_max_abs_logit_diff"] < 1e-4
+    evl = next(r for r in results["runs"] if r["method"] == "evl" and r["seed"] == 0)
+    # the float version of the stored best checkpoint reproduces the experiment's test AUC
+    assert edge["student_versions"]["float"]["test_macro_auc"] == pytest.approx(evl["macro_auc"], abs=1e-6)
+    assert edge["student_versions"]["dynamic_int8"]["int8_weights"] > 0
+    with pytest.raises(FileNotFoundError, match="no trained"):
+        bench_edge(str(out), "fitnet", 0)

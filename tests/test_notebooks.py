@@ -17,6 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 
+from evl_lite.constants import SUPERCLASSES
 from evl_lite.notebook_runner import list_notebooks
 
 NOTEBOOKS = list_notebooks()
@@ -201,3 +202,25 @@ def test_05_optimal_transport_records_the_plan_and_the_eps_limit(smoke_run):
     assert len(m["ot_kd_history"]) == len(m["kd_history"]) == m["student_epochs"]
     assert all(0.0 <= r["train_ot"] <= 2.0 for r in m["ot_kd_history"])
     assert all("train_ot" not in r for r in m["kd_history"])
+
+
+def test_08_evaluates_and_deploys_the_student(smoke_run):
+    m = metrics_of(smoke_run, "08_evaluation_and_deployment")
+    for key in ("student_test_macro_auc", "teacher_test_macro_auc", "float_test_macro_auc",
+                "quantised_test_macro_auc", "static_int8_test_macro_auc", "onnx_test_macro_auc"):
+        assert 0.0 <= m[key] <= 1.0
+    assert set(m["ece_per_class"]) == {"NORM", "MI", "STTC", "CD", "HYP"}
+    assert all(0.0 <= v <= 1.0 for v in m["ece_per_class"].values())
+    assert m["onnx_max_abs_diff"] < 1e-4
+    assert m["onnx_test_macro_auc"] == pytest.approx(m["float_test_macro_auc"], abs=1e-3)
+    assert m["float_test_macro_auc"] == pytest.approx(m["student_test_macro_auc"], abs=1e-6)
+    assert m["quantised_int8_weights"] == 64 * 5
+    assert m["quantised_int8_weights"] + m["quantised_float_weights"] == m["student_params"]
+    assert m["quantised_latency_ms"] > 0 and m["float_latency_ms"] > 0
+    assert m["param_ratio"] == pytest.approx(m["teacher_params"] / m["student_params"])
+    assert m["latency_ratio_b1"] == pytest.approx(m["teacher_latency_ms"] / m["student_latency_ms"])
+    occ = m["occlusion"]
+    assert len(occ["student"]) == len(occ["teacher"]) == 12 and occ["class"] in SUPERCLASSES
+    assert np.isfinite(occ["student"]).all() and np.isfinite(occ["teacher"]).all()
+    assert "NOT A DIAGNOSIS" in m["summary_text"]
+    assert "07" in m["student_origin"]  # 07 ran first in the same run, so its EVL student is evaluated
