@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import wfdb
 
 from evl_lite.constants import LEADS
@@ -125,3 +128,28 @@ def tiny_layout(tmp_path: Path) -> Path:
         "{'LVH': 100.0}",
     ]
     return make_layout(tmp_path / "ptbxl", codes, folds=[1, 2, 9, 10, 10])
+
+
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+requires_accelerate = pytest.mark.skipif(not ACCELERATE.is_file(), reason="accelerate launcher not installed")
+
+
+def accelerate_launch(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``args`` (a script and its arguments, or ``-m module ...``) on 2 CPU processes.
+
+    Accelerate 1.15 starts several CPU processes through its torchrun launcher (``--multi_gpu``)
+    when ACCELERATE_USE_CPU is set; ``--cpu --num_processes 2`` alone starts only one without MPI.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", *args]
+    return subprocess.run(command, check=True, timeout=timeout, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, above all on a shared 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -34,12 +34,7 @@ from evl_lite.training import predict
 SMALL = StudentConfig(stem_channels=8, stage_channels=(8, 16), stage_strides=(1, 2), stage_dilations=(1, 1))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models, one thread
 
 
 def small_student(seed: int = 0) -> ECGStudentCNN:

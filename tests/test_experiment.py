@@ -7,10 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import accelerate_launch, requires_accelerate
 
 from evl_lite.experiment import paired_bootstrap, parse_methods, run_experiment, summarise
 
@@ -120,47 +120,13 @@ def test_summarise_picks_the_best_baseline_by_mean_auc():
     assert summary["comparisons"]["evl"]["macro_auc"]["wins"] == 0
 
 
-@pytest.mark.skipif(
-    shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
-    reason="accelerate launcher not installed",
-)
+@requires_accelerate
 def test_two_processes_give_the_single_process_results_within_tolerance(smoke_experiment, tmp_path):
     """Same command under `accelerate launch` (2 CPU processes, data-parallel, same global batch)."""
     out, results = smoke_experiment
-    launcher = str(Path(sys.executable).parent / "accelerate")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    subprocess.run(
-        [
-            launcher,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "evl_lite",
-            "experiment",
-            "--smoke",
-            "--seeds",
-            "2",
-            "--methods",
-            "scratch,kd",
-            "--teacher",
-            str(out / "teacher"),
-            "--out",
-            str(tmp_path / "out2"),
-            "--quiet",
-        ],
-        check=True,
-        timeout=900,
-        env=env,
-        capture_output=True,
-    )
+    command = ["-m", "evl_lite", "experiment", "--smoke", "--seeds", "2", "--methods", "scratch,kd",
+               "--teacher", str(out / "teacher"), "--out", str(tmp_path / "out2"), "--quiet"]
+    accelerate_launch(command, timeout=900)
     two = json.loads((tmp_path / "out2" / "results.json").read_text())
     assert two["processes"] == 2
     single = {(r["method"], r["seed"]): r for r in results["runs"]}

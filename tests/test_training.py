@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import accelerate_launch, requires_accelerate
 from toy_ecg import toy_split
 
 from evl_lite.distillation import LogitKD
@@ -102,36 +101,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     assert resumed["best"] == pytest.approx(reference["best"], abs=1e-9)
 
 
-@pytest.mark.skipif(
-    shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None,
-    reason="accelerate launcher not installed",
-)
+@requires_accelerate
 def test_two_cpu_processes_gather_metrics_over_both(tmp_path):
-    # Accelerate 1.15 starts several CPU processes through its torchrun launcher (--multi_gpu) when
-    # ACCELERATE_USE_CPU is set; `--cpu --num_processes 2` alone starts only one without MPI.
-    launcher = str(Path(sys.executable).parent / "accelerate")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    subprocess.run(
-        [
-            launcher,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(SCRIPT),
-            str(tmp_path),
-            "2",
-        ],
-        check=True,
-        timeout=600,
-        env=env,
-    )
+    accelerate_launch([str(SCRIPT), str(tmp_path), "2"])
     results = [json.loads((tmp_path / f"result-{r}.json").read_text()) for r in (0, 1)]
     for res in results:
         # 40 validation records, split over two processes, and every one gathered back
