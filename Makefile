@@ -28,7 +28,7 @@ run: $(STAMP)
 	$(PY) -m evl_lite run --mode $(MODE) --data $(DATA) --out $(OUT)
 
 lint: $(STAMP)
-	$(PY) -m ruff check evl_lite tests
+	$(PY) -m ruff check evl_lite tests notebooks
 
 clean:
 	rm -rf $(VENV) runs

@@ -252,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")
     p.set_defaults(func=_notebooks)
 
+    from evl_lite.exercises import add_exercises_parser
+
+    add_exercises_parser(commands)
+
     p = commands.add_parser("results", help="regenerate the README's results section from results.json files")
     p.add_argument("readme", help="the README holding the <!-- results:begin/end --> block")
     p.add_argument("dirs", nargs="+", help="experiment output directories, in the order to show them")

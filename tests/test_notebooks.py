@@ -145,6 +145,9 @@ def test_03_student_reuses_the_teacher_and_compares_kd_with_scratch(smoke_run):
     assert m["kd_minus_scratch_test_auc"] == pytest.approx(
         m["kd_test_macro_auc"] - m["scratch_test_macro_auc"]
     )
+    kd = m["kd_term_first_window"]  # the learner's binary_kl (exercise 03-a) on three students
+    assert set(kd) == {"initial weights", "scratch", "logit KD"}
+    assert all(np.isfinite(v) and v >= 0 for v in kd.values())
 
 
 def test_07_trains_every_method_and_reads_the_comparison(smoke_run):

@@ -70,3 +70,16 @@ def test_cli_help_lists_the_commands():
     )
     for command in ("summary", "synth", "download"):
         assert command in out.stdout
+
+
+def test_ruff_passes_on_the_package_the_tests_and_the_notebooks():
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "evl_lite", "tests", "notebooks"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_pre_commit_runs_ruff_and_the_notebook_output_check():
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert "ruff check" in hooks["ruff"]["entry"] and "jupyter" in hooks["ruff"]["types_or"]
+    assert hooks["notebooks-without-outputs"]["entry"].endswith("evl_lite notebooks check")
