@@ -38,8 +38,10 @@ def test_committed_without_outputs(path: Path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_first_code_cell_is_tagged_parameters(path: Path):
+    """After the Colab set-up cell (tests/test_colab.py), the parameters come first."""
     nb = nbformat.read(path, as_version=4)
-    first = next(c for c in nb.cells if c.cell_type == "code")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    first = next(c for c in code if "colab-setup" not in c.metadata.get("tags", []))
     assert "parameters" in first.metadata.get("tags", []), f"{path.name}: first code cell lacks the tag"
     names = {line.split("=")[0].strip() for line in first.source.splitlines() if "=" in line}
     assert REQUIRED_PARAMETERS <= names, f"{path.name}: parameters cell lacks {REQUIRED_PARAMETERS - names}"
