@@ -208,9 +208,13 @@ def results_markdown(results: dict) -> str:
     lines += [
         "",
         f"Command: `{results['provenance']['command']}`; commit {results['provenance']['commit']}; "
-        f"{results['provenance']['machine']}; {results['wall_seconds'] / 60:.1f} min wall time "
-        f"({results['runs_computed']} of {len(results['runs'])} student runs computed in that invocation, "
-        "the rest loaded from an earlier one).",
+        f"{results['provenance']['machine']}; {results['wall_seconds'] / 60:.1f} min wall time"
+        + (
+            f" ({results['runs_computed']} of {len(results['runs'])} student runs computed in that "
+            "invocation, the rest loaded from an earlier one)."
+            if results.get("runs_computed", len(results["runs"])) < len(results["runs"])
+            else ", teacher and every student run included."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
