@@ -86,7 +86,10 @@ def run_collection(
     out = Path(out_dir)
     params = {**MODES[mode], "DATA_SOURCE": data_source, "DATA_DIR": data_dir or "", "SEED": seed}
     notebooks = [p for p in list_notebooks(directory) if not only or any(p.name.startswith(o) for o in only)]
+    from evl_lite.reproducibility import provenance
+
     summary: dict[str, Any] = {
+        "provenance": provenance(seed=seed),
         "mode": mode,
         "data_source": data_source,
         "data_dir": data_dir or "",

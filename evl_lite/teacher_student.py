@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,23 +20,11 @@ import torch
 from evl_lite.atomic import write_json_atomic
 from evl_lite.evaluation import macro_auc
 from evl_lite.recipes import get_teacher, load_benchmark_data, unlabelled_records
+from evl_lite.reproducibility import provenance
 from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.training import TrainConfig, predict, train
 
 STUDENT_RECIPE = TrainConfig(epochs=15, batch_size=32, lr=1e-2)
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_teacher_student(
@@ -52,6 +37,7 @@ def run_teacher_student(
 ) -> dict:
     """Train and test teacher and scratch student for ``seeds`` seeds; returns the summary."""
     out = Path(out_dir)
+    record = provenance(seeds=list(range(seeds)))  # before anything is written: the code that runs
     data = load_benchmark_data(source, data_dir, smoke=smoke, seed=0, progress=False)
     x_unlabelled = unlabelled_records(data, unlabelled_dir, progress=False)
     per_seed = []
@@ -104,9 +90,7 @@ def run_teacher_student(
         "teacher_test_macro_auc": stats("teacher_test_macro_auc"),
         "student_test_macro_auc": stats("student_test_macro_auc"),
         "per_seed": per_seed,
-        "command": " ".join(sys.argv),
-        "commit": _commit(),
-        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "provenance": record,
     }
     write_json_atomic(out / "teacher_student.json", summary)
     return summary

@@ -63,6 +63,8 @@ def test_a_failure_stops_the_run_naming_notebook_cell_and_error_then_resume_cont
     assert [e["status"] for e in resumed["notebooks"].values()] == ["ok", "ok", "ok"]
     saved = json.loads((out / "summary.json").read_text())
     assert list(saved["notebooks"]) == ["01_first.ipynb", "02_second.ipynb", "03_third.ipynb"]
+    assert saved["provenance"]["seed"] == 0 and saved["provenance"]["commit"]  # what produced these results
+    assert saved["provenance"]["versions"]["torch"].startswith("2.13.0")
 
 
 def test_resume_refuses_an_earlier_run_with_other_parameters(course, tmp_path):

@@ -37,7 +37,9 @@ def test_teacher_student_smoke_over_two_seeds(tmp_path):
         assert all(0 <= v <= 1 for v in values)
         assert summary[f"{who}_test_macro_auc"]["mean"] == sum(values) / 2
         assert printed[f"{who}_test_macro_auc"] == summary[f"{who}_test_macro_auc"]
-    assert summary["commit"] and summary["command"]
+    prov = summary["provenance"]
+    assert prov["commit"] and prov["command"] and prov["seeds"] == list(range(len(prov["seeds"])))
+    assert prov["versions"]["torch"].startswith("2.13.0")
     # a finished seed is loaded, not retrained: the second call returns the same per-seed numbers
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert again.returncode == 0
