@@ -229,3 +229,14 @@ def test_08_evaluates_and_deploys_the_student(smoke_run):
     assert np.isfinite(occ["student"]).all() and np.isfinite(occ["teacher"]).all()
     assert "NOT A DIAGNOSIS" in m["summary_text"]
     assert "07" in m["student_origin"]  # 07 ran first in the same run, so its EVL student is evaluated
+
+
+def test_06_relation_matching_checks_its_properties_and_reports_the_mismatch(smoke_run):
+    m = metrics_of(smoke_run, "06_relation_matching")
+    assert m["step_by_step_matches_package"] is True
+    assert m["zero_at_scaled_copy"] < 1e-10 and m["scale_invariance_error"] < 1e-5
+    assert m["raw_distance_ratio"] > 0 and m["n_bins"] >= 2
+    assert 0 <= m["kd_val_macro_auc"] <= 1 and 0 <= m["relation_kd_val_macro_auc"] <= 1
+    assert len(m["train_relation"]) == m["student_epochs"] and np.isfinite(m["train_relation"]).all()
+    mismatch = m["relation_mismatch"]
+    assert set(mismatch) == {"initial", "kd", "kd_relation"} and all(v >= 0 for v in mismatch.values())
