@@ -8,284 +8,178 @@ only those are compared (Park et al. 2019):
     psi_A(i, j, k) = < e_ij, e_ik >,         e_ij = (f_j - f_i) / ||f_j - f_i||       [B, B, B]
     mismatch       = mean over entries of SmoothL1(psi^s - psi^t)
 
-This module shows one of these matrices at a time (``RELATIONS``): the sample distances of the
-pooled embeddings, the token distances of one record on the common grid of K time bins
-(``time_bins.bin_tokens``), or the angles at one anchor sample (the ``[B, B]`` slice
-``psi_A(anchor, ., .)``). Everything is computed in float64.
+One matrix is shown at a time (``KINDS``): the sample distances of the pooled embeddings, the
+token distances of one record on the common grid of K time bins (``time_bins.bin_tokens``), or
+the angles at one anchor record (the ``[B, B]`` slice ``psi_A(anchor, ., .)``). Everything is
+computed in float64; the angles on centred embeddings (no angle changes, and the Gram-matrix
+formula loses no precision when the points sit far from the origin).
 
 :func:`explorer_state` is the pure, tested logic; :func:`relation_figure` draws a state;
-:class:`RelationExplorer` wires it to ipywidgets (relation, student, record, anchor) and redraws
-the figure into an ``Output`` widget (the pattern of ``evl_lite.widgets``: no FigureWidget, no
-``with output:``). :func:`relation_mismatch` measures the component's loss on many records.
+:class:`RelationExplorer` wires it to ipywidgets (relation kind, student, record or anchor) and
+redraws the figure into an ``Output`` widget (the pattern of ``evl_lite.widgets``: no
+FigureWidget, no ``with output:``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
-import torch
 from IPython.display import display
 from plotly.subplots import make_subplots
+from torch import Tensor
 from torch.nn import functional as F
 
-from evl_lite.distillation.relation import GeometricRelationMatching, angle_relation, distance_relation
+from evl_lite.distillation.relation import angle_relation, distance_relation
 from evl_lite.distillation.time_bins import bin_tokens, common_bins
 from evl_lite.model_output import ModelOutput
 from evl_lite.model_plots import PALETTE
 from evl_lite.widgets import figure_bundle
 
-RELATIONS = {
-    "sample_distance": "sample distances",
-    "token_distance": "token distances of one record",
-    "angle": "angles at one anchor sample",
+KINDS = {
+    "sample_distance": "distances between records",
+    "token_distance": "distances between the moments of one record",
+    "angle": "angles at one anchor record",
 }
-STUDENT, TEACHER = PALETTE[0], PALETTE[1]
+STUDENT = PALETTE[0]
 
 
-# --------------------------------------------------------------------------- pure logic
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
 
 
-def _check_index(value: Any, n: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer in 0..{n - 1}; got {value!r}")
-    if not 0 <= int(value) < n:
-        raise ValueError(f"{name} must lie in 0..{n - 1} (there are {n}); got {value}")
-    return int(value)
+def _check_record(record: Any, n: int) -> int:
+    if isinstance(record, bool) or not isinstance(record, int | np.integer) or not 0 <= record < n:
+        raise ValueError(f"record must be in 0..{n - 1}; got {record!r}")
+    return int(record)
 
 
-def raw_scale(features: torch.Tensor) -> float:
-    """Mean positive Euclidean distance between the rows of ``features [..., N, d]`` (the mu of psi_D)."""
-    x = features.double()
-    d = torch.cdist(x, x)  # [..., N, N], direct differences: exact at any offset from the origin
-    return float(d[d > 0].mean()) if (d > 0).any() else 0.0
+def relation_matrix(output: ModelOutput, kind: str, record: int = 0, n_bins: int | None = None) -> Tensor:
+    """One relation matrix of one model (float64): ``[B, B]`` for ``sample_distance`` and ``angle``
+    (the cosines at anchor ``record``), ``[K, K]`` for ``token_distance`` (of ``record``, on
+    ``n_bins`` time bins; default: the finest grid its layout fills)."""
+    _check_kind(kind)
+    record = _check_record(record, output.pooled.shape[0])
+    if kind == "sample_distance":
+        return distance_relation(output.pooled.double())  # [B, B]
+    if kind == "angle":
+        pooled = output.pooled.double()  # [B, d]
+        return angle_relation(pooled - pooled.mean(dim=0))[record]  # [B, B]: angle at the anchor
+    n_bins = n_bins or common_bins(output.token_layout)
+    binned = bin_tokens(output.tokens[record : record + 1].double(), output.token_layout, n_bins)  # [1, K, d]
+    return distance_relation(binned)[0]  # [K, K]
 
 
-def relation_matrix(output: ModelOutput, relation: str, n_bins: int, record: int = 0,
-                    anchor: int = 0) -> np.ndarray:
-    """One relation matrix of one model, float64: ``[B, B]`` (sample distances, angles at ``anchor``)
-    or ``[K, K]`` (token distances of ``record`` on K time bins)."""
-    if relation == "sample_distance":
-        return distance_relation(output.pooled.double()).numpy()
-    if relation == "angle":
-        pooled = output.pooled.double()
-        pooled = pooled - pooled.mean(dim=0)  # no angle changes; avoids cancellation in the Gram matrix
-        return angle_relation(pooled)[anchor].numpy()  # [B, B]: cos of the angle at the anchor
-    if relation == "token_distance":
-        binned = bin_tokens(output.tokens[record : record + 1].double(), output.token_layout, n_bins)
-        return distance_relation(binned)[0].numpy()  # [K, K]
-    raise ValueError(f"relation must be one of {', '.join(RELATIONS)}; got {relation!r}")
+def explorer_state(students: Mapping[str, ModelOutput], teacher: ModelOutput, kind: str = "sample_distance",
+                   student: str | None = None, record: int = 0, n_bins: int | None = None) -> dict[str, Any]:
+    """Teacher and student matrices of one relation ``kind`` and their smooth-L1 mismatch.
 
-
-def smooth_l1(student: np.ndarray, teacher: np.ndarray) -> float:
-    """Mean SmoothL1 (beta = 1) between two relation matrices, as ``F.smooth_l1_loss``."""
-    return float(F.smooth_l1_loss(torch.as_tensor(student), torch.as_tensor(teacher)))
-
-
-def explorer_state(teacher: ModelOutput, students: Mapping[str, ModelOutput],
-                   relation: str = "sample_distance", student: str | None = None, record: int = 0,
-                   anchor: int = 0, n_bins: int | None = None,
-                   labels: Sequence[str] | None = None) -> dict[str, Any]:
-    """Teacher and student relation matrices for one view, and their smooth-L1 mismatch.
-
-    ``teacher`` and every entry of ``students`` describe the same B windows. ``relation``: a key of
-    ``RELATIONS``; ``student``: a key of ``students`` (default: the first); ``record`` picks the
-    window of the token relation, ``anchor`` the sample at which the angles are measured;
-    ``n_bins``: the time grid (default: the finest one every layout fills, ``common_bins``).
-
-    Returns ``teacher_matrix`` and ``student_matrix`` (``[M, M]``), ``loss_map`` (SmoothL1 per
-    entry, whose mean is ``mismatch``), ``mismatches`` ({student: mismatch of the same view}),
-    ``ticks`` (M axis labels), ``axis_title``, the raw (unnormalised) mean distances
-    ``teacher_scale``/``student_scale`` of the features behind the view, and the choices.
+    ``students``: {name: output} on the same B windows as ``teacher``; ``student``: which one
+    (default: the first); ``record``: the window of the token relation, or the anchor of the
+    angles. Returns ``teacher_matrix``/``student_matrix`` (numpy ``[M, M]``), ``mismatch`` (mean
+    SmoothL1 between them), ``mismatches`` ({student: mismatch of the same view}), ``n_bins`` and
+    the choices.
     """
-    if relation not in RELATIONS:
-        raise ValueError(f"relation must be one of {', '.join(RELATIONS)}; got {relation!r}")
     if not students:
         raise ValueError("the relation explorer needs at least one student")
-    names = list(students)
-    student = names[0] if student is None else student
+    _check_kind(kind)
+    student = next(iter(students)) if student is None else student
     if student not in students:
-        raise ValueError(f"student must be one of {', '.join(map(repr, names))}; got {student!r}")
+        raise ValueError(f"unknown student {student!r}; choose from {', '.join(map(repr, students))}")
     b = teacher.pooled.shape[0]
     for name, out in students.items():
         if out.pooled.shape[0] != b:
-            raise ValueError(f"student {name!r} has {out.pooled.shape[0]} windows, the teacher {b}: "
-                             "relations compare the same windows")
-    if b < (3 if relation == "angle" else 2):
-        raise ValueError(f"{RELATIONS[relation]} need at least {3 if relation == 'angle' else 2} windows; "
-                         f"got B = {b}")
-    record = _check_index(record, b, "record")
-    anchor = _check_index(anchor, b, "anchor")
-    layouts = [teacher.token_layout, *(out.token_layout for out in students.values())]
-    n_bins = common_bins(*layouts) if n_bins is None else n_bins
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 2:
-        raise ValueError(f"n_bins must be an integer >= 2; got {n_bins!r}")
-    labels = [f"window {i}" for i in range(b)] if labels is None else [str(x) for x in labels]
-    if len(labels) != b:
-        raise ValueError(f"{len(labels)} labels for {b} windows")
-
-    t_matrix = relation_matrix(teacher, relation, n_bins, record, anchor)
-    s_matrices = {name: relation_matrix(out, relation, n_bins, record, anchor) for name, out in students.items()}
-    s_matrix = s_matrices[student]
-    if relation == "token_distance":
-        n_samples, fs = teacher.token_layout.n_samples, teacher.token_layout.fs
-        centres = (np.arange(n_bins) + 0.5) * n_samples / n_bins / fs
-        ticks, axis_title = [f"{c:.2f} s" for c in centres], "time bin (centre)"
-        t_scale = raw_scale(bin_tokens(teacher.tokens[record : record + 1].double(), teacher.token_layout,
-                                       n_bins))
-        s_out = students[student]
-        s_scale = raw_scale(bin_tokens(s_out.tokens[record : record + 1].double(), s_out.token_layout, n_bins))
-    else:
-        ticks, axis_title = labels, "sample"
-        t_scale, s_scale = raw_scale(teacher.pooled), raw_scale(students[student].pooled)
-    loss_map = F.smooth_l1_loss(torch.as_tensor(s_matrix), torch.as_tensor(t_matrix), reduction="none").numpy()
+            raise ValueError(f"student {name!r} has {out.pooled.shape[0]} windows and the teacher {b}: "
+                             "relations compare the same records")
+    record = _check_record(record, b)
+    n_bins = n_bins or common_bins(teacher.token_layout, *(out.token_layout for out in students.values()))
+    t = relation_matrix(teacher, kind, record, n_bins)
+    s = {name: relation_matrix(out, kind, record, n_bins) for name, out in students.items()}
     return {
-        "relation": relation, "relation_label": RELATIONS[relation], "student": student, "record": record,
-        "anchor": anchor, "n_bins": int(n_bins), "labels": labels, "ticks": ticks, "axis_title": axis_title,
-        "teacher_matrix": t_matrix, "student_matrix": s_matrix, "loss_map": loss_map,
-        "mismatch": smooth_l1(s_matrix, t_matrix),
-        "mismatches": {name: smooth_l1(m, t_matrix) for name, m in s_matrices.items()},
-        "teacher_scale": t_scale, "student_scale": s_scale,
+        "kind": kind, "student": student, "record": record, "n_bins": int(n_bins),
+        "teacher_matrix": t.numpy(), "student_matrix": s[student].numpy(),
+        "mismatch": float(F.smooth_l1_loss(s[student], t)),
+        "mismatches": {name: float(F.smooth_l1_loss(m, t)) for name, m in s.items()},
     }
 
 
-def view_text(state: Mapping[str, Any]) -> str:
-    """What the matrices show, in words."""
-    if state["relation"] == "token_distance":
-        return f"token distances of {state['labels'][state['record']]} on {state['n_bins']} time bins"
-    if state["relation"] == "angle":
-        return f"angles at anchor {state['labels'][state['anchor']]}"
-    return "sample distances"
-
-
 def status_text(state: Mapping[str, Any]) -> str:
-    """One line: the view, its mismatch for every student, the raw scales that normalisation removed."""
-    per_student = ", ".join(f"{name} {value:.4f}" for name, value in state["mismatches"].items())
-    scale = ""
-    if state["relation"] != "angle":
-        ratio = state["teacher_scale"] / max(state["student_scale"], 1e-300)
-        scale = (f"; raw mean distance teacher {state['teacher_scale']:.3g}, {state['student']} "
-                 f"{state['student_scale']:.3g} (x{ratio:.3g}), removed by the normalisation")
-    return (f"{view_text(state)}: smooth-L1 mismatch of {state['student']} = {state['mismatch']:.4f} "
-            f"(all students: {per_student}){scale}")
+    """One line: the view and the mismatch of every student."""
+    where = {"sample_distance": "", "token_distance": f" (record {state['record']}, {state['n_bins']} bins)",
+             "angle": f" (anchor record {state['record']})"}[state["kind"]]
+    others = ", ".join(f"{name} {value:.4f}" for name, value in state["mismatches"].items())
+    return (f"{KINDS[state['kind']]}{where}: smooth-L1 mismatch of {state['student']} = "
+            f"{state['mismatch']:.4f} (every student: {others})")
 
 
-def relation_figure(state: Mapping[str, Any], title: str | None = None) -> go.Figure:
-    """Three heat maps: the teacher's matrix, the student's (one colour scale), SmoothL1 per entry."""
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.1, subplot_titles=(
-        "teacher", f"student: {state['student']}", f"smooth L1 per entry (mean {state['mismatch']:.4f})"))
+def relation_figure(state: Mapping[str, Any]) -> go.Figure:
+    """The teacher's and the student's matrices side by side, on one colour scale."""
     t, s = state["teacher_matrix"], state["student_matrix"]
     low, high = float(min(t.min(), s.min())), float(max(t.max(), s.max()))
-    ticks = list(state["ticks"])
-    hover = "%{y} / %{x}: %{z:.3f}<extra></extra>"
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=("teacher", f"student: {state['student']}"))
     for col, z in ((1, t), (2, s)):
-        fig.add_trace(go.Heatmap(z=z, x=ticks, y=ticks, coloraxis="coloraxis", hovertemplate=hover),
-                      row=1, col=col)
-    fig.add_trace(go.Heatmap(z=state["loss_map"], x=ticks, y=ticks, coloraxis="coloraxis2",
-                             hovertemplate=hover), row=1, col=3)
-    value = "cos(angle)" if state["relation"] == "angle" else "psi_D"
-    fig.update_layout(
-        title=title or f"{view_text(state)}: teacher vs {state['student']}", template="plotly_white",
-        height=400, width=1100,
-        coloraxis=dict(colorscale="Viridis", cmin=low, cmax=high, colorbar=dict(title=value, x=0.645, len=0.9)),
-        coloraxis2=dict(colorscale="Reds", cmin=0.0, colorbar=dict(title="SL1", x=1.02, len=0.9)),
-    )
-    fig.update_yaxes(autorange="reversed", showticklabels=False)
-    fig.update_xaxes(showticklabels=False, title_text=state["axis_title"])
+        fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis",
+                                 hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
+    axis = "time bin" if state["kind"] == "token_distance" else "record"
+    fig.update_layout(title=f"{status_text(state).split(':')[0]}: smooth-L1 mismatch {state['mismatch']:.4f}",
+                      template="plotly_white", height=420,
+                      coloraxis=dict(colorscale="Viridis", cmin=low, cmax=high,
+                                     colorbar=dict(title="cos" if state["kind"] == "angle" else "psi_D")))
+    fig.update_xaxes(title_text=axis)
+    fig.update_yaxes(title_text=axis, autorange="reversed")
     return fig
 
 
-def _take(output: ModelOutput, index: torch.Tensor) -> ModelOutput:
-    return ModelOutput(logits=output.logits[index], tokens=output.tokens[index], pooled=output.pooled[index],
-                       token_layout=output.token_layout)
-
-
-@torch.no_grad()
-def relation_mismatch(student: ModelOutput, teacher: ModelOutput, batch_size: int = 32,
-                      loss: GeometricRelationMatching | None = None) -> dict[str, float]:
-    """The relation loss between two models over many windows, as training sees it in batches.
-
-    The B windows are cut into ``ceil(B / batch_size)`` near-equal chunks (relations only exist
-    within a batch); the loss and its three terms are averaged over chunks, weighted by size.
-    Returns ``{"total", "sample_distance", "angle", "token_distance"}``.
-    """
-    loss = loss or GeometricRelationMatching()
-    b = teacher.pooled.shape[0]
-    if student.pooled.shape[0] != b:
-        raise ValueError(f"student has {student.pooled.shape[0]} windows, the teacher {b}")
-    if batch_size < 3 or b < 3:
-        raise ValueError(f"relations need batches of at least 3 windows; got batch_size={batch_size}, B={b}")
-    sums = dict.fromkeys(("total", "sample_distance", "angle", "token_distance"), 0.0)
-    for chunk in torch.arange(b).tensor_split(-(-b // batch_size)):
-        value, extras = loss(_take(student, chunk), _take(teacher, chunk))
-        sums["total"] += float(value) * len(chunk)
-        for name in ("sample_distance", "angle", "token_distance"):
-            sums[name] += float(extras[f"term_{name}"]) * len(chunk)
-    return {name: value / b for name, value in sums.items()}
-
-
-# --------------------------------------------------------------------------- widget
-
-
 class RelationExplorer:
-    """ipywidgets controls (relation, student, record, anchor) wired to :func:`explorer_state`.
+    """ipywidgets controls (relation kind, student, record/anchor) wired to :func:`explorer_state`.
 
-    ``teacher`` and ``students`` ({name: ModelOutput}, e.g. untrained and distilled) describe the
-    same B windows, named by ``labels``. Every change recomputes the state, the ``status`` line
-    and the figure shown in ``output``. Display the explorer as the last expression of a cell.
+    Every change recomputes the state, the ``status`` line and the figure in ``output``. Display
+    the explorer as the last expression of a cell.
     """
 
-    def __init__(self, teacher: ModelOutput, students: Mapping[str, ModelOutput],
-                 labels: Sequence[str] | None = None, n_bins: int | None = None,
-                 relation: str = "sample_distance", student: str | None = None):
-        self.teacher, self.students, self.n_bins = teacher, dict(students), n_bins
-        b = teacher.pooled.shape[0]
-        self.labels = [f"window {i}" for i in range(b)] if labels is None else [str(x) for x in labels]
-        explorer_state(teacher, self.students, relation, student, labels=self.labels, n_bins=n_bins)  # checks
+    def __init__(self, students: Mapping[str, ModelOutput], teacher: ModelOutput,
+                 kind: str = "sample_distance", n_bins: int | None = None):
+        self.students, self.teacher, self.n_bins = dict(students), teacher, n_bins
+        explorer_state(self.students, teacher, kind, n_bins=n_bins)  # fail early on bad inputs
         style = {"description_width": "initial"}
-        self.relation = widgets.Dropdown(options=[(v, k) for k, v in RELATIONS.items()], value=relation,
-                                         description="relation", style=style)
-        self.student = widgets.ToggleButtons(options=list(self.students), value=student or next(iter(students)),
-                                             description="student", style=style)
-        options = [(label, i) for i, label in enumerate(self.labels)]
-        self.record = widgets.Dropdown(options=options, value=0, description="record (tokens)", style=style)
-        self.anchor = widgets.Dropdown(options=options, value=0, description="anchor (angles)", style=style)
+        self.kind = widgets.Dropdown(options=[(v, k) for k, v in KINDS.items()], value=kind,
+                                     description="relation", style=style)
+        self.student = widgets.ToggleButtons(options=list(self.students), description="student", style=style)
+        self.record = widgets.IntSlider(value=0, min=0, max=teacher.pooled.shape[0] - 1,
+                                        description="record / anchor", continuous_update=False, style=style)
         self.status = widgets.HTML()
         self.output = widgets.Output()
         self.state: dict[str, Any] = {}
-        for control in (self.relation, self.student, self.record, self.anchor):
+        for control in (self.kind, self.student, self.record):
             control.observe(self._on_change, names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.relation, self.record, self.anchor]), self.student,
-                                    self.status, self.output])
+        self.widget = widgets.VBox([widgets.HBox([self.kind, self.record]), self.student, self.status,
+                                    self.output])
         self.update()
 
     def _on_change(self, _change: dict) -> None:
         self.update()
 
     def update(self) -> None:
-        """Recompute the state from the controls and redraw the figure."""
-        self.state = explorer_state(self.teacher, self.students, self.relation.value, self.student.value,
-                                    self.record.value, self.anchor.value, self.n_bins, self.labels)
-        self.record.disabled = self.relation.value != "token_distance"
-        self.anchor.disabled = self.relation.value != "angle"
+        """Recompute the state from the controls and redraw."""
+        self.state = explorer_state(self.students, self.teacher, self.kind.value, self.student.value,
+                                    self.record.value, self.n_bins)
         self.status.value = f'<span style="color:{STUDENT}">{status_text(self.state)}</span>'
         # Replace the Output widget's content directly: `with output:` + clear_output can hang papermill.
-        shown = {"output_type": "display_data", "data": figure_bundle(relation_figure(self.state)), "metadata": {}}
+        shown = {"output_type": "display_data", "data": figure_bundle(relation_figure(self.state)),
+                 "metadata": {}}
         self.output.outputs = (shown,)
 
     def _ipython_display_(self) -> None:
+        try:
+            from google.colab import output as colab_output
+        except ImportError:
+            pass
+        else:
+            colab_output.enable_custom_widget_manager()
         display(self.widget)
 
-
-def relation_explorer(teacher: ModelOutput, students: Mapping[str, ModelOutput], **kwargs: Any) -> RelationExplorer:
-    """Build the explorer (see :class:`RelationExplorer`); in Colab, enable its widget manager first."""
-    try:
-        from google.colab import output as colab_output
-    except ImportError:
-        pass
-    else:
-        colab_output.enable_custom_widget_manager()
-    return RelationExplorer(teacher, students, **kwargs)

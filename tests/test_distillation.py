@@ -31,6 +31,7 @@ from evl_lite.distillation.optimal_transport import cosine_cost, sinkhorn_plans,
 from evl_lite.distillation.relation import (
     angle_relation,
     distance_relation,
+    pairwise_distances,
     rkd_angle_loss,
     rkd_distance_loss,
 )
@@ -383,3 +384,15 @@ def test_ot_scaling_and_log_domain_solvers_give_the_same_plan():
     finally:
         otm.SCALING_DOMAIN_LIMIT = limit
     assert torch.allclose(fast, logd, atol=1e-6)
+
+
+def test_relations_stay_precise_in_float32_far_from_the_origin():
+    """A tight cloud far from the origin (as a LayerNorm-ed teacher's pooled embeddings are)."""
+    g = torch.Generator().manual_seed(4)
+    x64 = torch.randn(16, 32, generator=g, dtype=torch.float64) * 0.01 + 3.0  # spread / norm ~ 0.003
+    exact_d = (x64[:, None] - x64[None]).norm(dim=-1)
+    e = -(x64[:, None] - x64[None]) / exact_d.clamp(min=1e-300)[..., None]
+    exact_a = torch.einsum("ijd,ikd->ijk", e, e)
+    x32 = x64.float()
+    assert torch.allclose(pairwise_distances(x32).double(), exact_d, rtol=1e-3, atol=1e-6)
+    assert (angle_relation(x32).double() - exact_a).abs().max() < 1e-3

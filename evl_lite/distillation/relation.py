@@ -36,6 +36,7 @@ def pairwise_distances(x: Tensor, eps: float = 1e-12) -> Tensor:
 
     ``sqrt(max(|x_i|^2 + |x_j|^2 - 2 x_i.x_j, eps))`` keeps the gradient finite at coincident points.
     """
+    x = x - x.mean(dim=-2, keepdim=True)  # translation-free; centring keeps the Gram formula precise
     sq = x.pow(2).sum(dim=-1)  # [..., N]
     d2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * x @ x.transpose(-1, -2)).clamp(min=eps)
     eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
@@ -59,6 +60,7 @@ def angle_relation(x: Tensor, eps: float = 1e-12) -> Tensor:
     ``<f_j - f_i, f_k - f_i> = G_jk - G_ij - G_ik + G_ii``, divided by ``||f_j - f_i|| ||f_k - f_i||``;
     a zero-length side (j = i or k = i) gives 0, as normalising a zero vector does.
     """
+    x = x - x.mean(dim=0, keepdim=True)  # translation-free; centring keeps the Gram formula precise
     g = x @ x.t()  # [N, N]
     sq = g.diagonal()  # [N]
     inv_len = (sq[:, None] + sq[None, :] - 2 * g).clamp(min=eps).rsqrt()  # [N, N], 1 / ||f_j - f_i||
