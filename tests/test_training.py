@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -72,12 +73,15 @@ def test_model_ends_with_its_best_validation_weights(toy):
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     """Killed (SIGKILL: no clean-up at all; SIGINT: Ctrl-C in a workshop) once an epoch is saved."""
     epochs = 4
+    # one thread in every run: multi-threaded CPU reductions may sum in another order when the
+    # machine is loaded, which makes runs differ in the last bits (seen once on a loaded 2-core box)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     full = tmp_path / "full"
-    subprocess.run([sys.executable, str(SCRIPT), str(full), str(epochs)], check=True, timeout=600)
+    subprocess.run([sys.executable, str(SCRIPT), str(full), str(epochs)], check=True, timeout=600, env=env)
     reference = json.loads((full / "result-0.json").read_text())
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), str(epochs)])
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), str(epochs)], env=env)
     state = killed / "checkpoint" / "state.json"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -91,7 +95,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     assert done_before < epochs - 1
 
     subprocess.run(
-        [sys.executable, str(SCRIPT), str(killed), str(epochs), "--resume"], check=True, timeout=600
+        [sys.executable, str(SCRIPT), str(killed), str(epochs), "--resume"], check=True, timeout=600, env=env
     )
     resumed = json.loads((killed / "result-0.json").read_text())
     assert len(resumed["history"]) == epochs
