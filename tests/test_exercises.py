@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from types import SimpleNamespace
 
 import nbformat
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from evl_lite.distillation.logit_kd import binary_kl_with_logits
+from evl_lite.distillation.optimal_transport import sinkhorn_plans
 from evl_lite.exercises import (
     CHECK_TAG,
     EXERCISE_TAG,
@@ -22,6 +24,7 @@ from evl_lite.exercises import (
     make_learner_copy,
     write_learner_copies,
 )
+from evl_lite.interpretation import ece_per_class
 from evl_lite.notebook_runner import list_notebooks, run_notebook
 
 NOTEBOOKS = list_notebooks()
@@ -64,7 +67,7 @@ def test_every_notebook_gets_a_copy_with_one_exercise_per_solution_cell(copies):
         assert copy.metadata["evl_lite"] == {"learner_copy": True, "source": path.name, "exercises": expected}
         code = [c for c in copy.cells if c.cell_type == "code"]
         assert not any(c.get("outputs") or c.get("execution_count") for c in code)
-    for prefix in ("01_", "02_", "03_"):
+    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_"):
         name = next(p.name for p in NOTEBOOKS if p.name.startswith(prefix))
         assert summary[name]["exercises"] >= 1, f"{name} has no exercise"
     ids = [i for entry in summary.values() for i in entry["ids"]]
@@ -121,6 +124,150 @@ def test_the_kd_solution_of_notebook_03_passes_its_check_and_an_unstable_one_fai
     out = capsys.readouterr().out
     assert "not right yet" in out and "on input 3 of 3" in out and "NaN or inf value(s)" in out
     assert "F.logsigmoid" in out  # the hint
+
+
+def notebook_code(prefix: str) -> list:
+    path = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
+    return [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+
+
+def notebook_imports(cells: list) -> str:
+    """The notebook's import cell, without what follows its imports (``START = ...``, output folders)."""
+    return next(c.source for c in cells if "START = time.perf_counter()" in c.source).split("START =")[0]
+
+
+def check_function_answer(spec: dict, namespace: dict, answer):
+    """The learner copy's check of a function exercise, run in ``namespace``; returns (result, reference)."""
+    exec(spec.get("imports", ""), namespace)
+    reference, inputs = eval(spec["reference"], namespace), eval(spec["inputs"], namespace)
+    tolerance = {k: spec[k] for k in ("atol", "rtol") if k in spec}
+    result = check_exercise(spec["id"], answer, reference, inputs=inputs, task=spec["task"],
+                            shapes=spec["shapes"], hint=spec.get("hint", ""), **tolerance)
+    return result, reference
+
+
+def test_the_attention_solution_of_04_matches_the_package_and_unscaled_scores_do_not(capsys):
+    cells = notebook_code("04_")
+    first = next(i for i, c in enumerate(cells) if c.source.startswith("torch.manual_seed(SEED)\nB, N_S"))
+    last = next(i for i, c in enumerate(cells) if SOLUTION_TAG in tags(c))
+    spec = cells[last].metadata["exercise"]
+    assert spec["id"] == "04-a"
+    namespace = {"SEED": 0}
+    exec(notebook_imports(cells), namespace)
+    for cell in cells[first:last + 1]:  # the toy problem, step by step, up to the attention weights
+        exec(cell.source, namespace)
+    answer, reference = namespace["A"], eval(spec["reference"], namespace)
+    assert list(answer.shape) == [1, 2, 4, 6]
+    kwargs = dict(task=spec["task"], shapes=spec["shapes"], hint=spec["hint"])
+    assert check_exercise("04-a", answer, reference, **kwargs) is answer
+    assert "exercise 04-a: correct!" in capsys.readouterr().out
+    q, k = namespace["q"], namespace["k"]
+    unscaled = torch.softmax(q @ k.transpose(-1, -2), dim=-1)  # forgot the 1 / sqrt(d_k)
+    assert check_exercise("04-a", unscaled, reference, **kwargs) is reference
+    out = capsys.readouterr().out
+    assert "not right yet" in out and "values differ" in out and "math.sqrt(D_K)" in out
+
+
+def test_the_sinkhorn_update_of_05_matches_pot_and_exp_then_log_fails_at_small_eps(capsys):
+    cells = notebook_code("05_")
+    namespace = {"SEED": 0}
+    exec(notebook_imports(cells), namespace)
+    for cell in cells:  # the toy clouds and their cosine cost, as the notebook makes them
+        if "def ring(" in cell.source or cell.source.startswith("C_toy = cosine_cost"):
+            exec(cell.source, namespace)
+    solution = next(c for c in cells if SOLUTION_TAG in tags(c))
+    spec = solution.metadata["exercise"]
+    exec(solution.source, namespace)
+    answer = namespace[spec["answer"]]
+    assert check_function_answer(spec, namespace, answer)[0] is answer
+    assert "exercise 05-a: correct!" in capsys.readouterr().out
+    C, a, b = namespace["C_toy"], namespace["a_toy"], namespace["b_toy"]
+    u, v = torch.zeros(6, dtype=C.dtype), torch.zeros(9, dtype=C.dtype)
+    for _ in range(500):  # the update, applied to rows and to the transposed problem, converges to the plan
+        u, v = answer(v, C, a, 0.1), answer(answer(v, C, a, 0.1), C.T, b, 0.1)
+    plan = torch.exp(u[:, None] + v[None, :] - C / 0.1)
+    torch.testing.assert_close(plan, sinkhorn_plans(C[None], a[None], b[None], 0.1, 10_000, 1e-12)[0],
+                               atol=1e-9, rtol=1e-6)
+
+    def exp_then_log(v, C, a, eps):
+        return a.log() - torch.exp(-C / eps + v[None, :]).sum(dim=1).log()
+
+    result, reference = check_function_answer(spec, namespace, exp_then_log)
+    assert result is reference
+    out = capsys.readouterr().out
+    assert "not right yet" in out and "on input 4 of 4" in out and "NaN or inf value(s)" in out
+    assert "torch.logsumexp" in out  # the hint
+
+
+def test_the_angle_relation_of_06_matches_the_package_and_an_unclamped_one_fails(capsys):
+    cells = notebook_code("06_")
+    namespace = {"SEED": 0}
+    exec(notebook_imports(cells), namespace)
+    exec(next(c.source for c in cells if "f_teacher = torch.randn" in c.source), namespace)  # toy features
+    solution = next(c for c in cells if SOLUTION_TAG in tags(c))
+    spec = solution.metadata["exercise"]
+    assert spec["id"] == "06-a"
+    exec(solution.source, namespace)
+    answer, reference = namespace["psi_a_teacher"], eval(spec["reference"], namespace)
+    kwargs = dict(task=spec["task"], shapes=spec["shapes"], hint=spec["hint"], atol=spec["atol"],
+                  rtol=spec["rtol"])
+    assert check_exercise("06-a", answer, reference, **kwargs) is answer
+    assert "exercise 06-a: correct!" in capsys.readouterr().out
+    assert float((answer - reference).abs().max()) < 1e-9  # what the notebook asserts next
+    diff, dist = namespace["diff"], namespace["dist"]
+    unclamped = -diff / dist[..., None]  # 0 / 0 at j = i
+    assert check_exercise("06-a", torch.einsum("ijd,ikd->ijk", unclamped, unclamped), reference,
+                          **kwargs) is reference
+    out = capsys.readouterr().out
+    assert "not right yet" in out and "NaN or inf value(s) where the reference is finite" in out
+    assert "clamp ||f_j - f_i||" in out
+
+
+def test_paired_differences_of_07_pair_runs_by_seed(capsys):
+    solution = next(c for c in notebook_code("07_") if SOLUTION_TAG in tags(c))
+    spec = solution.metadata["exercise"]
+    namespace = {"np": np}
+    exec(solution.source, namespace)
+    answer = namespace[spec["answer"]]
+    np.testing.assert_allclose(answer(namespace["toy_runs"], "evl", "kd"), [0.03, -0.01], atol=1e-12)
+    assert check_function_answer(spec, namespace, answer)[0] is answer
+    assert "exercise 07-a: correct!" in capsys.readouterr().out
+
+    def by_position(runs, method, against):  # pairs the i-th run of each method, whatever its seed
+        x = [r["macro_auc"] for r in runs if r["method"] == method]
+        y = [r["macro_auc"] for r in runs if r["method"] == against]
+        n = min(len(x), len(y))
+        return np.array(x[:n]) - np.array(y[:n])
+
+    result, reference = check_function_answer(spec, namespace, by_position)
+    assert result is reference
+    out = capsys.readouterr().out
+    assert "not right yet" in out and "on input 1 of 4" in out and "pair the runs by their seed" in out
+
+
+def test_the_calibration_error_of_08_is_the_package_value_exactly(capsys):
+    solution = next(c for c in notebook_code("08_") if SOLUTION_TAG in tags(c))
+    spec = solution.metadata["exercise"]
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 2, (40, 5)), rng.uniform(size=(40, 5)).astype(np.float32)
+    namespace = {"np": np, "data": SimpleNamespace(test=SimpleNamespace(y=y)), "probs": {"student": p}}
+    exec(solution.source, namespace)
+    answer = namespace[spec["answer"]]
+    assert check_function_answer(spec, namespace, answer)[0] is answer
+    assert "exercise 08-a: correct!" in capsys.readouterr().out
+    # the notebook records the ECE computed with this function: it must be the package's, bit for bit
+    assert [answer(y[:, c], p[:, c], 10) for c in range(5)] == list(ece_per_class(y, p, n_bins=10).values())
+
+    def unweighted(y, p, n_bins):  # every non-empty bin counts the same, whatever its number of records
+        bins = np.minimum((np.asarray(p) * n_bins).astype(int), n_bins - 1)
+        gaps = [abs(np.mean(np.asarray(y)[bins == m]) - np.mean(np.asarray(p)[bins == m]))
+                for m in range(n_bins) if (bins == m).any()]
+        return float(np.mean(gaps))
+
+    result, reference = check_function_answer(spec, namespace, unweighted)
+    assert result is reference
+    out = capsys.readouterr().out
+    assert "not right yet" in out and "on input 1 of 4" in out and "(records in the bin) / N" in out
 
 
 def test_answer_key_keeps_the_solutions_and_adds_the_checks(tmp_path):
