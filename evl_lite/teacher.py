@@ -20,6 +20,11 @@ the mean squared error over masked patches only:
 
     L = 1 / (|M| * patch_len) * sum_{(l,p) in M} || xhat_{l,p} - x_{l,p} ||^2
 
+Options (``ECGTransformerConfig``): ``encoder="vit"`` swaps the post-LN BERT blocks for stock
+pre-LN ViT blocks (:class:`PreLayerNormEncoder`); ``tokenizer="conv"`` embeds each patch with a
+small CNN (:class:`PatchConvTokenizer`) instead of one linear map. On the workshop synthetic
+data neither beat the defaults (issue 3's notes list what was tried).
+
 Built from ``ECGTransformerConfig`` at run time; nothing is downloaded. Checkpoints are
 written by ``save_pretrained`` as ``config.json`` + ``model.safetensors``.
 """
@@ -36,7 +41,9 @@ from safetensors import safe_open
 from torch import Tensor, nn
 from transformers import BertConfig, PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bert.modeling_bert import BertEncoder, BertSelfAttention
+from transformers.models.vit.modeling_vit import ViTAttention, ViTConfig, ViTLayer
 
 from evl_lite.errors import ECGDataError
 from evl_lite.model_output import ModelOutput, TokenLayout, check_ecg_batch, check_state_shapes
@@ -60,12 +67,19 @@ class ECGTransformerConfig(PretrainedConfig):
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pooling: str = "cls"  # pooled embedding: the CLS token ("cls") or the mean of the patch tokens ("mean")
+    tokenizer: str = "linear"  # patch embedding: "linear" (ViT) or "conv" (a small CNN inside each patch)
+    tokenizer_channels: int = 32  # channels of the "conv" tokenizer
+    encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
-    def bert_config(self) -> BertConfig:
-        """The matching ``BertConfig`` for the stock encoder blocks."""
+    def encoder_config(self) -> BertConfig | ViTConfig:
+        """The matching ``BertConfig`` or ``ViTConfig`` for the stock encoder blocks."""
+        if self.tokenizer not in ("linear", "conv"):
+            raise ValueError(f"tokenizer must be 'linear' or 'conv', not {self.tokenizer!r}")
+        if self.encoder not in ("bert", "vit"):
+            raise ValueError(f"encoder must be 'bert' or 'vit', not {self.encoder!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
-        return BertConfig(
+        return (BertConfig if self.encoder == "bert" else ViTConfig)(
             hidden_size=self.d_model,
             num_hidden_layers=self.n_layers,
             num_attention_heads=self.n_heads,
@@ -79,6 +93,51 @@ class ECGTransformerConfig(PretrainedConfig):
         )
 
 
+class PreLayerNormEncoder(nn.Module):
+    """Stock pre-LayerNorm ViT blocks (``ViTLayer``) and a final LayerNorm, as in ``ViTModel``.
+
+    h <- h + Attn(LN(h)); h <- h + MLP(LN(h)), then LN(h) (Xiong et al. 2020: pre-LN trains
+    stably without the careful warm-up that post-LN BERT blocks need on small data).
+    """
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.config = config
+        self.layer = nn.ModuleList(ViTLayer(config) for _ in range(config.num_hidden_layers))
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states: Tensor) -> BaseModelOutput:
+        for block in self.layer:
+            hidden_states = block(hidden_states)
+        return BaseModelOutput(last_hidden_state=self.layernorm(hidden_states))
+
+
+class PatchConvTokenizer(nn.Module):
+    """A small CNN inside each patch: [..., patch_len] -> [..., d] (the "conv" tokenizer).
+
+    Two convolutions (kernel 7, then kernel 5 with stride 2) run over the samples of one patch
+    only, so a QRS complex gives similar features wherever it falls in the patch (a linear
+    embedding must learn every shift separately), and no token sees its neighbours' samples
+    (masked patches stay hidden in the foundation stage). The feature map is flattened and
+    linearly projected to ``d``, as in convolutional stems for ViTs (Xiao et al. 2021).
+    """
+
+    def __init__(self, patch_len: int, channels: int, d: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv1d(1, channels, 7, padding=3),
+            nn.GELU(),
+            nn.Conv1d(channels, channels, 5, stride=2, padding=2),
+            nn.GELU(),
+        )
+        self.project = nn.Linear(channels * ((patch_len + 1) // 2), d)
+
+    def forward(self, patches: Tensor) -> Tensor:
+        shape = patches.shape
+        h = self.convs(patches.reshape(-1, 1, shape[-1]))  # [M, channels, ceil(patch_len / 2)]
+        return self.project(h.flatten(1)).reshape(*shape[:-1], -1)
+
+
 class ECGTransformer(PreTrainedModel):
     """Transformer teacher: ``forward(x [B, 12, T]) -> ModelOutput`` with 12 * T / patch_len tokens."""
 
@@ -90,14 +149,19 @@ class ECGTransformer(PreTrainedModel):
     def __init__(self, config: ECGTransformerConfig):
         super().__init__(config)
         d = config.d_model
-        self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
+        if config.tokenizer == "conv":
+            self.patch_embed: nn.Module = PatchConvTokenizer(config.patch_len, config.tokenizer_channels, d)
+        else:
+            self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
         self.lead_embed = nn.Embedding(config.n_leads, d)
         self.time_embed = nn.Embedding(config.max_patches_per_lead, d)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self.embed_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.embed_dropout = nn.Dropout(config.dropout)
-        self.encoder = BertEncoder(config.bert_config())
+        encoder_config = config.encoder_config()
+        blocks = BertEncoder if config.encoder == "bert" else PreLayerNormEncoder
+        self.encoder = blocks(encoder_config)
         self.head_dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(d, config.n_classes)
         self.reconstruction_head = nn.Linear(d, config.patch_len)  # token [d] -> patch [patch_len]
@@ -162,7 +226,7 @@ class ECGTransformer(PreTrainedModel):
         hooks = [
             m.register_forward_hook(lambda _m, _inp, out: maps.append(out[1]))
             for m in self.encoder.modules()
-            if isinstance(m, BertSelfAttention)
+            if isinstance(m, BertSelfAttention | ViTAttention)
         ]
         try:
             yield maps

@@ -80,8 +80,12 @@ def test_teacher_accepts_any_multiple_of_patch_len():
     assert out.tokens.shape == (1, 24, 32)
 
 
-def test_teacher_attentions_are_row_stochastic_and_match_fused_attention():
-    model = tiny_teacher()
+ENCODER_OPTIONS = [{}, {"encoder": "vit"}, {"tokenizer": "conv"}, {"encoder": "vit", "tokenizer": "conv"}]
+
+
+@pytest.mark.parametrize("options", ENCODER_OPTIONS)
+def test_teacher_attentions_are_row_stochastic_and_match_fused_attention(options):
+    model = tiny_teacher(**options)
     x = torch.randn(2, 12, 250)
     plain = model(x)
     out = model(x, output_attentions=True)
@@ -163,8 +167,9 @@ def test_masked_patch_loss_counts_only_masked_patches():
     assert torch.all(grad_norm[~mask] == 0) and torch.all(grad_norm[mask] > 0)
 
 
-def test_masked_patches_are_hidden_from_the_model():
-    model = tiny_teacher()
+@pytest.mark.parametrize("options", ENCODER_OPTIONS)
+def test_masked_patches_are_hidden_from_the_model(options):
+    model = tiny_teacher(**options)
     x = torch.randn(1, 12, 250)
     mask = torch.zeros(1, 12, 10, dtype=torch.bool)
     mask[0, 4, 3] = True  # lead 4 (AVL), patch 3 = samples 75..100
@@ -198,17 +203,43 @@ def assert_no_pickle(directory: Path) -> None:
     assert not suffixes & PICKLE_SUFFIXES, suffixes
 
 
-def test_teacher_save_load_round_trip(tmp_path):
-    model = tiny_teacher()
+@pytest.mark.parametrize("options", ENCODER_OPTIONS)
+def test_teacher_save_load_round_trip(tmp_path, options):
+    model = tiny_teacher(**options)
     x = torch.randn(2, 12, 250)
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.json").is_file()
     assert_no_pickle(tmp_path)
-    assert "patch_embed.weight" in load_file(tmp_path / "model.safetensors")
+    stored = load_file(tmp_path / "model.safetensors")
+    assert ("patch_embed.weight" in stored) == (options.get("tokenizer", "linear") == "linear")
     loaded = ECGTransformer.from_pretrained(tmp_path)
     assert not loaded.training
     assert loaded.config.d_model == 32 and loaded.config.n_layers == 2
+    assert {k: getattr(loaded.config, k) for k in options} == options
     assert torch.equal(loaded(x).logits, model(x).logits)
+
+
+def test_teacher_options_are_checked_and_a_checkpoint_of_other_blocks_is_refused(tmp_path):
+    for bad, needle in (({"encoder": "gpt"}, "encoder must be 'bert' or 'vit'"),
+                        ({"tokenizer": "fft"}, "tokenizer must be 'linear' or 'conv'")):
+        with pytest.raises(ValueError, match=needle):
+            tiny_teacher(**bad)
+    tiny_teacher(encoder="vit").save_pretrained(tmp_path)
+    with pytest.raises(ECGDataError, match=r"'encoder': \('vit', 'bert'\)"):
+        ECGTransformer.from_pretrained(tmp_path, config=tiny_teacher().config)
+
+
+def test_conv_tokenizer_sees_a_shifted_wave_alike_and_the_pre_ln_encoder_ends_normalised():
+    model = tiny_teacher(tokenizer="conv")
+    wave = torch.zeros(1, 12, 1, 25)
+    wave[..., 8:13] = torch.tensor([0.2, 1.0, 2.0, 1.0, 0.2])
+    shifted = torch.roll(wave, 2, dims=-1)  # the same wave two samples (one stride) later
+    conv = model.patch_embed.convs
+    a, b = conv(wave.reshape(-1, 1, 25)), conv(shifted.reshape(-1, 1, 25))
+    # equivariant inside the patch: the feature map moves by one position
+    torch.testing.assert_close(torch.roll(a, 1, dims=-1)[..., 2:-2], b[..., 2:-2])
+    hidden = tiny_teacher(encoder="vit").encoder(torch.randn(2, 5, 32)).last_hidden_state
+    torch.testing.assert_close(hidden.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
 
 
 def test_teacher_checkpoint_errors_are_clear(tmp_path):
