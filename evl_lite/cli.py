@@ -131,6 +131,23 @@ def _bench_deployment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _teacher_variants(args: argparse.Namespace) -> int:
+    from evl_lite.recipes import load_benchmark_data
+    from evl_lite.teacher_variants import parse_variant, run_variants
+
+    try:
+        variants = [parse_variant(v) for v in args.variants]
+    except ValueError as exc:  # json.JSONDecodeError included
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    data = load_benchmark_data(args.data, args.path, smoke=args.smoke, seed=args.seed, progress=False)
+    record = run_variants(variants, data, args.out, args.smoke, args.seed)
+    for run in record["runs"]:
+        print(f"{run['name']:<24} val {run['val_macro_auc']:.3f}  test {run['test_macro_auc']:.3f}  "
+              f"{run['seconds']:.0f} s")
+    return 0
+
+
 def _teacher_student(args: argparse.Namespace) -> int:
     from evl_lite.teacher_student import run_teacher_student
 
@@ -271,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--smoke", action="store_true", help="tiny models and data (seconds)")
     p.set_defaults(func=_teacher_student)
+
+    p = commands.add_parser(
+        "teacher-variants", help="fine-tune teacher variants (NAME=JSON recipe overrides); macro-AUC of each"
+    )
+    p.add_argument("variants", nargs="+", help='NAME=JSON, e.g. vit=\'{"model": {"encoder": "vit"}}\'')
+    p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
+    p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
+    p.add_argument("--out", required=True, help="variants.json goes here; finished variants are kept")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="tiny models and data (seconds)")
+    p.set_defaults(func=_teacher_variants)
 
     p = commands.add_parser("run", help="execute the notebook collection with papermill")
     p.add_argument("--mode", choices=["smoke", "workshop", "full"], default="smoke",

@@ -1,0 +1,104 @@
+"""Teacher variants: fine-tune one teacher per configuration and compare their macro-AUC.
+
+The search behind issue 3 ("a teacher better than its student"). A variant is a name and a
+JSON object that overrides the workshop recipe::
+
+    {"model": {...ECGTransformerConfig fields...}, "train": {...TrainConfig fields...},
+     "pretrain_epochs": 0, "embed_std": 0.5, "reset_tokenizer": true}
+
+``embed_std`` re-draws the lead and time embeddings with that standard deviation;
+``reset_tokenizer`` gives the patch embedding PyTorch's default (Kaiming-uniform)
+initialisation instead of BERT's N(0, 0.02). Each result (validation and test macro-AUC,
+the validation curve, seconds) is appended to ``variants.json`` in ``out``, which is
+rewritten atomically, so an interrupted search keeps every finished variant.
+``python -m evl_lite teacher-variants --out DIR NAME=JSON ...`` runs them in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evl_lite.atomic import write_json_atomic
+from evl_lite.evaluation import macro_auc
+from evl_lite.pretraining import PretrainConfig, pretrain
+from evl_lite.recipes import BenchmarkData, teacher_recipe
+from evl_lite.reproducibility import git_commit, provenance
+from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.training import predict, train
+
+SPEC_KEYS = {"model", "train", "pretrain_epochs", "embed_std", "reset_tokenizer"}
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME={json}"`` -> (name, spec); the spec's keys are checked."""
+    name, sep, body = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"a variant is NAME=JSON, got {text!r}")
+    spec = json.loads(body) if body.strip() else {}
+    if not isinstance(spec, dict) or set(spec) - SPEC_KEYS:
+        raise ValueError(f"variant {name}: keys must be among {sorted(SPEC_KEYS)}, got {body!r}")
+    return name, spec
+
+
+def build_variant(spec: dict[str, Any], smoke: bool, seed: int = 0) -> ECGTransformer:
+    """The recipe's teacher with the variant's model overrides and initialisation changes."""
+    model_config, _, _ = teacher_recipe(smoke)
+    torch.manual_seed(seed)
+    model = ECGTransformer(ECGTransformerConfig(**{**model_config.to_dict(), **spec.get("model", {})}))
+    with torch.no_grad():
+        if "embed_std" in spec:
+            model.lead_embed.weight.normal_(0.0, float(spec["embed_std"]))
+            model.time_embed.weight.normal_(0.0, float(spec["embed_std"]))
+        if spec.get("reset_tokenizer"):
+            for module in model.patch_embed.modules():
+                if isinstance(module, torch.nn.Linear | torch.nn.Conv1d):
+                    module.reset_parameters()
+    return model
+
+
+def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: bool, seed: int = 0) -> dict:
+    """Pretrain (``pretrain_epochs``, default 0) and fine-tune one variant; its scores."""
+    _, pre_config, fine_config = teacher_recipe(smoke)
+    for key, value in {**spec.get("train", {}), "seed": seed, "progress": False}.items():
+        setattr(fine_config, key, value)
+    start = time.perf_counter()
+    model = build_variant(spec, smoke, seed)
+    if spec.get("pretrain_epochs"):
+        pre_config = PretrainConfig(epochs=spec["pretrain_epochs"], seed=seed, progress=False)
+        pretrain(model, data.train.x, pre_config)
+    result = train(model, data.train, data.val, fine_config)
+    window = {"crop": fine_config.crop, "n_windows": fine_config.eval_windows}
+    return {
+        "name": name,
+        "spec": spec,
+        "val_macro_auc": result.best_val_auc,
+        "best_epoch": result.best_epoch,
+        "test_macro_auc": macro_auc(data.test.y, predict(model, data.test.x, **window))[0],
+        "val_curve": [round(h["val_macro_auc"], 4) for h in result.history],
+        "seconds": time.perf_counter() - start,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seed": seed,
+        "commit": git_commit(),
+    }
+
+
+def run_variants(
+    variants: list[tuple[str, dict]], data: BenchmarkData, out: str | os.PathLike, smoke: bool, seed: int = 0
+) -> dict:
+    """Run each variant not already in ``out/variants.json``; returns the whole file's content."""
+    path = Path(out) / "variants.json"
+    record = json.loads(path.read_text()) if path.is_file() else {"provenance": provenance(), "runs": []}
+    done = {r["name"] for r in record["runs"]}
+    command = provenance()["command"]  # each run records the invocation that made it
+    for name, spec in variants:
+        if name in done:
+            continue
+        record["runs"].append({**run_variant(name, spec, data, smoke, seed), "command": command})
+        write_json_atomic(path, record)
+    return record
