@@ -26,9 +26,9 @@ import torch
 
 from evl_lite.atomic import write_json_atomic
 from evl_lite.evaluation import macro_auc
-from evl_lite.pretraining import PretrainConfig, pretrain
+from evl_lite.pretraining import pretrain
 from evl_lite.recipes import BenchmarkData, teacher_recipe
-from evl_lite.reproducibility import git_commit, provenance
+from evl_lite.reproducibility import provenance
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.training import predict, train
 
@@ -69,8 +69,8 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
         setattr(fine_config, key, value)
     start = time.perf_counter()
     model = build_variant(spec, smoke, seed)
-    if spec.get("pretrain_epochs"):
-        pre_config = PretrainConfig(epochs=spec["pretrain_epochs"], seed=seed, progress=False)
+    if spec.get("pretrain_epochs"):  # the recipe's pretraining, for this many epochs
+        pre_config.epochs, pre_config.seed, pre_config.progress = spec["pretrain_epochs"], seed, False
         pretrain(model, data.train.x, pre_config)
     result = train(model, data.train, data.val, fine_config)
     window = {"crop": fine_config.crop, "n_windows": fine_config.eval_windows}
@@ -84,7 +84,6 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
         "seconds": time.perf_counter() - start,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seed": seed,
-        "commit": git_commit(),
     }
 
 
@@ -93,12 +92,13 @@ def run_variants(
 ) -> dict:
     """Run each variant not already in ``out/variants.json``; returns the whole file's content."""
     path = Path(out) / "variants.json"
-    record = json.loads(path.read_text()) if path.is_file() else {"provenance": provenance(), "runs": []}
+    invocation = provenance()
+    record = json.loads(path.read_text()) if path.is_file() else {"provenance": invocation, "runs": []}
     done = {r["name"] for r in record["runs"]}
-    command = provenance()["command"]  # each run records the invocation that made it
+    made_by = {"command": invocation["command"], "commit": invocation["commit"]}  # per run: files grow
     for name, spec in variants:
         if name in done:
             continue
-        record["runs"].append({**run_variant(name, spec, data, smoke, seed), "command": command})
+        record["runs"].append({**run_variant(name, spec, data, smoke, seed), **made_by})
         write_json_atomic(path, record)
     return record

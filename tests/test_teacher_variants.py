@@ -42,7 +42,7 @@ def test_command_runs_variants_and_keeps_finished_ones(tmp_path):
     env = {**os.environ, "EVL_LITE_DATA": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "evl_lite", "teacher-variants", "--smoke", "--out", str(out),
-           "default=", 'vit={"model": {"encoder": "vit"}}']
+           "default=", 'vit={"model": {"encoder": "vit"}, "pretrain_epochs": 1}']
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((out / "variants.json").read_text())
