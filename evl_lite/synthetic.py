@@ -806,6 +806,6 @@ def benchmark_generation(n_records: int = 2000, seed: int = 0, workers: int | No
         start = time.perf_counter()
         generate_dataset(tmp, n_records=n_records, seed=seed, progress=False, workers=workers)
         seconds = time.perf_counter() - start
-    return {"records": n_records, "seconds": round(seconds, 2),
+    return {"records": n_records, "seconds": round(seconds, 3),
             "records_per_second": round(n_records / seconds, 1), "target_seconds": TARGET_SECONDS,
             "workers": workers or _default_workers(n_records)}
