@@ -114,6 +114,15 @@ def _results(args: argparse.Namespace) -> int:
 def _notebooks(args: argparse.Namespace) -> int:
     from evl_lite.notebook_hygiene import check_notebooks, strip_notebooks
 
+    if args.action == "colab":
+        from evl_lite.colab import update_colab_links
+        from evl_lite.notebook_runner import list_notebooks
+
+        notebooks = [Path(p) for p in args.paths] if args.paths else list_notebooks()
+        readme = None if args.paths else list_notebooks()[0].resolve().parent.parent / "README.md"
+        for path in update_colab_links(notebooks, readme if readme and readme.is_file() else None):
+            print(f"updated {path}")
+        return 0
     if args.action == "strip":
         for path in strip_notebooks(args.paths or None):
             print(f"stripped {path}")
@@ -264,8 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_experiment)
 
-    p = commands.add_parser("notebooks", help="check or strip notebook outputs (they are committed clean)")
-    p.add_argument("action", choices=["check", "strip"])
+    p = commands.add_parser(
+        "notebooks",
+        help="check or strip notebook outputs (they are committed clean); colab: bring badges and "
+        "setup cells in step with evl_lite.colab.REPOSITORY",
+    )
+    p.add_argument("action", choices=["check", "strip", "colab"])
     p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")
     p.set_defaults(func=_notebooks)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import nbformat
 
@@ -27,13 +28,14 @@ def in_colab(modules: Mapping[str, object] | None = None) -> bool:
     return "google.colab" in (sys.modules if modules is None else modules)
 
 
-def install_requirement(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+def install_requirement(repository: str | None = None, branch: str | None = None) -> str:
     """The pip requirement that installs this package, pinned dependencies included, from the repository."""
-    return f"evl-lite @ git+https://github.com/{repository}@{branch}"
+    return f"evl-lite @ git+https://github.com/{repository or REPOSITORY}@{branch or BRANCH}"
 
 
-def colab_url(notebook_name: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+def colab_url(notebook_name: str, repository: str | None = None, branch: str | None = None) -> str:
     """Colab's address for ``notebooks/<notebook_name>`` in the repository."""
+    repository, branch = repository or REPOSITORY, branch or BRANCH
     return f"https://colab.research.google.com/github/{repository}/blob/{branch}/notebooks/{notebook_name}"
 
 
@@ -42,7 +44,7 @@ def badge_markdown(notebook_name: str) -> str:
     return f"[![Open In Colab]({BADGE_IMAGE})]({colab_url(notebook_name)})"
 
 
-def setup_cell_source(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
+def setup_cell_source(repository: str | None = None, branch: str | None = None) -> str:
     """Source of every notebook's first code cell."""
     return (
         "# In Colab: install evl_lite and its pinned dependencies, enable widgets (elsewhere: nothing)\n"
@@ -89,3 +91,34 @@ def add_colab_cells(nb: nbformat.NotebookNode, notebook_name: str) -> bool:
     setup.source = setup_cell_source()
     setup.outputs, setup.execution_count = [], None
     return nbformat.writes(nb) != before
+
+
+def readme_with_badge(text: str, notebook_name: str = "01_ecg_preprocessing.ipynb") -> str:
+    """The README text with its "Open in Colab" badge line pointing at ``notebook_name``."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "colab-badge.svg" in line:
+            lines[i] = badge_markdown(notebook_name)
+            return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+    raise ValueError("the README has no line with an 'Open in Colab' badge (colab-badge.svg)")
+
+
+def update_colab_links(notebooks: list[Path], readme: Path | None) -> list[Path]:
+    """Bring every badge and setup cell in step with :data:`REPOSITORY` and :data:`BRANCH`.
+
+    Publishing the course under another GitHub address: set ``REPOSITORY`` above, then run
+    ``python -m evl_lite notebooks colab``. Returns the files it changed (none on a second run).
+    """
+    changed = []
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        if add_colab_cells(nb, path.name):
+            nbformat.write(nb, path)
+            changed.append(path)
+    if readme is not None:
+        text = readme.read_text()
+        updated = readme_with_badge(text)
+        if updated != text:
+            readme.write_text(updated)
+            changed.append(readme)
+    return changed

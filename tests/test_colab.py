@@ -68,3 +68,30 @@ def test_add_colab_cells_is_idempotent():
     assert nb.cells[1].source == colab.setup_cell_source() and nb.cells[2].source == "SMOKE = False"
     assert colab.add_colab_cells(nb, "09_x.ipynb") is False
     assert len(nb.cells) == 3
+
+
+def test_the_readme_badge_opens_notebook_01_in_this_repository():
+    readme = (list_notebooks()[0].parent.parent / "README.md").read_text()
+    assert colab.badge_markdown("01_ecg_preprocessing.ipynb") in readme.splitlines()
+    assert colab.readme_with_badge(readme) == readme
+    with pytest.raises(ValueError, match="no line with an 'Open in Colab' badge"):
+        colab.readme_with_badge("# no badge here\n")
+
+
+def test_update_colab_links_follows_the_repository_and_is_idempotent(tmp_path, monkeypatch):
+    import shutil
+
+    notebook = tmp_path / "notebooks" / list_notebooks()[0].name
+    notebook.parent.mkdir()
+    shutil.copy(list_notebooks()[0], notebook)
+    readme = tmp_path / "README.md"
+    readme.write_text("# Course\n\n" + colab.badge_markdown(notebook.name) + "\n")
+    assert colab.update_colab_links([notebook], readme) == []  # the committed files are in step
+    monkeypatch.setattr(colab, "REPOSITORY", "someone/elsewhere")
+    assert colab.update_colab_links([notebook], readme) == [notebook, readme]
+    nb = nbformat.read(notebook, as_version=4)
+    assert "github/someone/elsewhere/blob/main/notebooks/" in nb.cells[0].source
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
+    assert "git+https://github.com/someone/elsewhere@main" in first_code.source
+    assert "github/someone/elsewhere/blob/main/notebooks/01_" in readme.read_text()
+    assert colab.update_colab_links([notebook], readme) == []
