@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -83,11 +84,19 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, str(SCRIPT), str(killed), str(epochs)], env=env)
     state = killed / "checkpoint" / "state.json"
+    seen: dict[int, float] = {}  # epoch -> when its checkpoint was first seen
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if state.is_file() and json.loads(state.read_text())["epoch"] >= 1:
-            break
-        time.sleep(0.05)
+    while time.time() < deadline and proc.poll() is None and 1 not in seen:
+        if state.is_file():
+            seen.setdefault(json.loads(state.read_text())["epoch"], time.time())
+        time.sleep(0.01)
+    assert 1 in seen, f"no checkpoint of epoch 1 appeared (seen: {sorted(seen)}, exit code {proc.poll()})"
+    # A random point inside the next epoch (its training steps or its checkpoint write): the
+    # delay is drawn from the length of the epoch just measured, and printed for a rerun.
+    epoch_seconds = seen[1] - seen.get(0, seen[1] - 1.0)
+    delay = random.Random().uniform(0.0, 0.9 * epoch_seconds)
+    print(f"killing with {sig!r} {delay:.3f} s after epoch 1's checkpoint (epoch ~ {epoch_seconds:.3f} s)")
+    time.sleep(delay)
     proc.send_signal(sig)
     proc.wait(timeout=120)
     assert not (killed / "result-0.json").exists(), "the run finished before it could be killed"
