@@ -5,6 +5,7 @@ Timings on shared machines are noisy: compare the ratios measured within one run
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import numpy as np
@@ -22,6 +23,9 @@ from evl_lite.training import Distillation, Supervised, TrainConfig, train, wind
 def bench_models(length: int = 1000, repeats: int = 20) -> dict:
     """Parameters, FLOPs, CPU latency (batch 1 and 32) and peak memory of the course's models.
 
+    ``latency_b1_by_runtime``: batch 1, one thread, one 2.5 s window, both inference graphs in
+    eager PyTorch and in onnxruntime (:func:`evl_lite.deployment.runtime_latency_pair`).
+
     The teacher is the one the notebooks train (:func:`evl_lite.recipes.teacher_recipe`).
     """
     from evl_lite.recipes import teacher_recipe
@@ -33,6 +37,10 @@ def bench_models(length: int = 1000, repeats: int = 20) -> dict:
         name: efficiency_report(model, length=length, batch_sizes=(1, 32), repeats=repeats)
         for name, model in (("teacher", teacher), ("student", student))
     }
+    from evl_lite.deployment import runtime_latency_pair
+
+    with tempfile.TemporaryDirectory() as onnx_dir:
+        runtimes = runtime_latency_pair(teacher, student, 250, onnx_dir)
     t, s = reports["teacher"], reports["student"]
     ratios = {
         "params_teacher_over_student": t["params"] / s["params"],
@@ -42,7 +50,8 @@ def bench_models(length: int = 1000, repeats: int = 20) -> dict:
             for b in t["latency_ms"]
         },
     }
-    return {**reports, "ratios": ratios, "threads": torch.get_num_threads()}
+    threads = torch.get_num_threads()
+    return {**reports, "ratios": ratios, "threads": threads, "latency_b1_by_runtime": runtimes}
 
 
 def _random_split(name: str, n: int, length: int, seed: int) -> ECGSplit:
@@ -177,12 +186,14 @@ def bench_edge(experiment_dir: str, method: str = "evl", seed: int = 0, repeats:
     parameters, FLOPs and CPU latency at batch 1 (one thread, one 2.5 s window) and their ratios
     (targets: >= 10x fewer parameters, >= 5x lower latency), then the student's float, int8
     and ONNX versions (:func:`evl_lite.deployment.bench_deployment`): test macro-AUC, latency,
-    size and ONNX parity. The ONNX file is written into the run's directory.
+    size and ONNX parity. The ONNX files are written into the run's directory.
+    ``latency_b1_by_runtime`` times both models' inference graphs in eager PyTorch and, exported
+    to ONNX, in onnxruntime (:func:`evl_lite.deployment.runtime_latency_pair`).
     """
     import json
     from pathlib import Path
 
-    from evl_lite.deployment import StudentSource, bench_deployment, load_student
+    from evl_lite.deployment import StudentSource, bench_deployment, load_student, runtime_latency_pair
     from evl_lite.deployment import _training_weights as training_weights
     from evl_lite.recipes import load_benchmark_data
 
@@ -204,6 +215,7 @@ def bench_edge(experiment_dir: str, method: str = "evl", seed: int = 0, repeats:
         name: {"params": r["params"], "flops": r["flops"], "latency_ms": r["latency_ms"]["1"]["median"]}
         for name, r in cost.items()
     }
+    runtimes = runtime_latency_pair(teacher, student, crop, run)
     report = bench_deployment(
         student,
         data.test.x,
@@ -225,6 +237,7 @@ def bench_edge(experiment_dir: str, method: str = "evl", seed: int = 0, repeats:
         "params_teacher_over_student": edge["teacher"]["params"] / edge["student"]["params"],
         "latency_b1_teacher_over_student": edge["teacher"]["latency_ms"] / edge["student"]["latency_ms"],
         "targets": {"params_ratio": 10.0, "latency_ratio": 5.0},
+        "latency_b1_by_runtime": runtimes,  # inference graphs: eager PyTorch and onnxruntime, like for like
         "student_versions": {
             k: {kk: vv for kk, vv in v.items() if kk != "parity"}
             for k, v in report.items()

@@ -74,12 +74,14 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
         pretrain(model, data.train.x, pre_config)
     result = train(model, data.train, data.val, fine_config)
     window = {"crop": fine_config.crop, "n_windows": fine_config.eval_windows}
+    test_auc, test_per_class = macro_auc(data.test.y, predict(model, data.test.x, **window))
     return {
         "name": name,
         "spec": spec,
         "val_macro_auc": result.best_val_auc,
         "best_epoch": result.best_epoch,
-        "test_macro_auc": macro_auc(data.test.y, predict(model, data.test.x, **window))[0],
+        "test_macro_auc": test_auc,
+        "test_per_class_auc": test_per_class,
         "val_curve": [round(h["val_macro_auc"], 4) for h in result.history],
         "seconds": time.perf_counter() - start,
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -13,6 +13,7 @@ from torch import nn
 
 from evl_lite.deployment import (
     LogitsGraph,
+    TeacherLogitsGraph,
     bench_deployment,
     export_onnx,
     load_student,
@@ -24,11 +25,13 @@ from evl_lite.deployment import (
     parameter_storage,
     quantize_dynamic_linear,
     quantize_static_fx,
+    runtime_latency_pair,
     windowed_probabilities,
 )
 from evl_lite.efficiency import count_parameters
 from evl_lite.errors import ECGDataError
 from evl_lite.student import ECGStudentCNN, StudentConfig
+from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.training import predict
 
 SMALL = StudentConfig(stem_channels=8, stage_channels=(8, 16), stage_strides=(1, 2), stage_dilations=(1, 1))
@@ -212,3 +215,27 @@ def test_bench_deployment_reports_every_version(tmp_path):
         assert 0 <= report[name]["test_macro_auc"] <= 1 and report[name]["latency_ms"]["median"] > 0
     assert (tmp_path / "student.onnx").is_file()
     json.dumps(report)  # JSON-able for the command line
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_teacher_logits_graph_is_the_teachers_inference_path(pooling):
+    torch.manual_seed(0)
+    teacher = ECGTransformer(ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64, pooling=pooling))
+    x = ecgs(3)
+    with torch.inference_mode():
+        expected = teacher.eval()(x).logits
+        assert torch.equal(TeacherLogitsGraph(teacher).eval()(x), expected)
+        teacher.train()  # dropout on: the graph follows the teacher's mode, as its forward does
+        assert not torch.equal(TeacherLogitsGraph(teacher)(x), expected)
+
+
+def test_runtime_latency_pair_times_both_exported_graphs(tmp_path):
+    torch.manual_seed(0)
+    teacher = ECGTransformer(ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64)).eval()
+    report = runtime_latency_pair(teacher, small_student(), 250, tmp_path, warmup=1, repeats=3)
+    assert (tmp_path / "teacher.onnx").is_file() and (tmp_path / "student.onnx").is_file()
+    for runtime in ("eager_pytorch", "onnxruntime"):
+        times = report[runtime]
+        assert times["teacher"] > 0 and times["student"] > 0
+        assert times["teacher_over_student"] == pytest.approx(times["teacher"] / times["student"])
+    assert report["onnx_max_abs_diff"]["teacher"] < 1e-4 and report["onnx_max_abs_diff"]["student"] < 1e-4

@@ -163,6 +163,12 @@ def test_edge_benchmark_of_the_experiments_student(smoke_experiment):
         edge["teacher"]["params"] / edge["student"]["params"]
     )
     assert edge["onnx_max_abs_logit_diff"] < 1e-4
+    runtimes = edge["latency_b1_by_runtime"]
+    assert runtimes["length"] == edge["window_samples"]
+    assert runtimes["onnxruntime"]["teacher_over_student"] == pytest.approx(
+        runtimes["onnxruntime"]["teacher"] / runtimes["onnxruntime"]["student"]
+    )
+    assert max(runtimes["onnx_max_abs_diff"].values()) < 1e-4
     evl = next(r for r in results["runs"] if r["method"] == "evl" and r["seed"] == 0)
     # the float version of the stored best checkpoint reproduces the experiment's test AUC
     assert edge["student_versions"]["float"]["test_macro_auc"] == pytest.approx(evl["macro_auc"], abs=1e-6)

@@ -224,6 +224,12 @@ def test_08_evaluates_and_deploys_the_student(smoke_run):
     assert m["quantised_latency_ms"] > 0 and m["float_latency_ms"] > 0
     assert m["param_ratio"] == pytest.approx(m["teacher_params"] / m["student_params"])
     assert m["latency_ratio_b1"] == pytest.approx(m["teacher_latency_ms"] / m["student_latency_ms"])
+    runtimes = m["latency_b1_by_runtime"]
+    for runtime in ("eager_pytorch", "onnxruntime"):
+        assert runtimes[runtime]["teacher_over_student"] == pytest.approx(
+            runtimes[runtime]["teacher"] / runtimes[runtime]["student"]
+        )
+    assert max(runtimes["onnx_max_abs_diff"].values()) < 1e-4
     occ = m["occlusion"]
     assert len(occ["student"]) == len(occ["teacher"]) == 12 and occ["class"] in SUPERCLASSES
     assert np.isfinite(occ["student"]).all() and np.isfinite(occ["teacher"]).all()

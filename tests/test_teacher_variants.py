@@ -48,6 +48,10 @@ def test_command_runs_variants_and_keeps_finished_ones(tmp_path):
     record = json.loads((out / "variants.json").read_text())
     assert [r["name"] for r in record["runs"]] == ["default", "vit"]
     assert all(0 <= r["test_macro_auc"] <= 1 and len(r["val_curve"]) == 2 for r in record["runs"])
+    for r in record["runs"]:  # the macro-AUC is the mean of the per-class AUCs it reports
+        per_class = [v for v in r["test_per_class_auc"].values() if v is not None]
+        assert set(r["test_per_class_auc"]) == {"NORM", "MI", "STTC", "CD", "HYP"}
+        assert r["test_macro_auc"] == pytest.approx(sum(per_class) / len(per_class))
     assert record["provenance"]["commit"] and "default" in proc.stdout and "vit" in proc.stdout
     assert all("teacher-variants --smoke" in r["command"] for r in record["runs"])
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)  # nothing to redo
