@@ -22,8 +22,11 @@ the mean squared error over masked patches only:
 
 Options (``ECGTransformerConfig``): ``encoder="vit"`` swaps the post-LN BERT blocks for stock
 pre-LN ViT blocks (:class:`PreLayerNormEncoder`); ``tokenizer="conv"`` embeds each patch with a
-small CNN (:class:`PatchConvTokenizer`) instead of one linear map. On the workshop synthetic
-data neither beat the defaults (issue 3's notes list what was tried).
+small CNN (:class:`PatchConvTokenizer`) instead of one linear map; ``tokenizer="stem"`` runs a
+strided convolutional stem along each lead (:class:`LeadConvStem`, an "early convolutions"
+hybrid), one token per lead and patch-length step. On the workshop synthetic data none beat
+the defaults by much (issue 3's notes and ``results/teacher_variants_synthetic`` list what was
+tried).
 
 Built from ``ECGTransformerConfig`` at run time; nothing is downloaded. Checkpoints are
 written by ``save_pretrained`` as ``config.json`` + ``model.safetensors``.
@@ -48,6 +51,8 @@ from transformers.models.vit.modeling_vit import ViTAttention, ViTConfig, ViTLay
 from evl_lite.errors import ECGDataError
 from evl_lite.model_output import ModelOutput, TokenLayout, check_ecg_batch, check_state_shapes
 
+TOKENIZERS = ("linear", "conv", "stem")
+
 
 class ECGTransformerConfig(PretrainedConfig):
     """Hyper-parameters of the teacher (a ``transformers`` config: saved as ``config.json``)."""
@@ -67,14 +72,14 @@ class ECGTransformerConfig(PretrainedConfig):
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
     pooling: str = "cls"  # pooled embedding: the CLS token ("cls") or the mean of the patch tokens ("mean")
-    tokenizer: str = "linear"  # patch embedding: "linear" (ViT) or "conv" (a small CNN inside each patch)
-    tokenizer_channels: int = 32  # channels of the "conv" tokenizer
+    tokenizer: str = "linear"  # "linear" (ViT), "conv" (CNN inside each patch), "stem" (CNN along each lead)
+    tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
     def encoder_config(self) -> BertConfig | ViTConfig:
         """The matching ``BertConfig`` or ``ViTConfig`` for the stock encoder blocks."""
-        if self.tokenizer not in ("linear", "conv"):
-            raise ValueError(f"tokenizer must be 'linear' or 'conv', not {self.tokenizer!r}")
+        if self.tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, not {self.tokenizer!r}")
         if self.encoder not in ("bert", "vit"):
             raise ValueError(f"encoder must be 'bert' or 'vit', not {self.encoder!r}")
         if self.d_model % self.n_heads:
@@ -138,6 +143,55 @@ class PatchConvTokenizer(nn.Module):
         return self.project(h.flatten(1)).reshape(*shape[:-1], -1)
 
 
+def stem_strides(patch_len: int) -> list[int]:
+    """Prime factors of ``patch_len``, smallest first: the strides whose product is one patch."""
+    strides, n, f = [], patch_len, 2
+    while n > 1:
+        while n % f == 0:
+            strides.append(f)
+            n //= f
+        f += 1
+    return strides
+
+
+class LeadConvStem(nn.Module):
+    """A convolutional stem along each lead: [..., P, patch_len] -> [..., P, d] (the "stem" tokenizer).
+
+    The patches of one lead are put back end to end and run through strided convolutions
+    (kernel 2s + 1, stride s, padding s, BatchNorm, ReLU) whose strides multiply to
+    ``patch_len`` (:func:`stem_strides`), then a kernel-3 convolution to ``d`` at token
+    resolution. Weights are shared by the leads and leads never mix, so token (l, p) still
+    belongs to lead l and is centred on patch p, but it sees about one patch either side:
+    early convolutions of this kind make vision transformers train faster and tolerate larger
+    learning rates (Xiao et al. 2021, "Early convolutions help transformers see better").
+    In the foundation stage the masked patches are zeroed before the stem, so no token sees
+    what it must reconstruct.
+    """
+
+    def __init__(self, patch_len: int, channels: int, d: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for s in stem_strides(patch_len):
+            conv = nn.Conv1d(c_in, channels, 2 * s + 1, s, s, bias=False)
+            layers += [conv, nn.BatchNorm1d(channels), nn.ReLU()]
+            c_in = channels
+        layers.append(nn.Conv1d(c_in, d, 3, padding=1))
+        self.convs = nn.Sequential(*layers)
+
+    def reset_parameters(self) -> None:
+        """PyTorch's own initialisation (Kaiming-uniform convolutions, unit BatchNorm)."""
+        for m in self.convs:
+            if isinstance(m, nn.Conv1d | nn.BatchNorm1d):
+                m.reset_parameters()
+
+    def forward(self, patches: Tensor) -> Tensor:
+        *lead_shape, n_patches, patch_len = patches.shape
+        signal = patches.reshape(-1, 1, n_patches * patch_len)  # [M, 1, P * patch_len], one row per lead
+        h = self.convs(signal)  # [M, d, P]
+        return h.transpose(1, 2).reshape(*lead_shape, n_patches, -1)
+
+
 class ECGTransformer(PreTrainedModel):
     """Transformer teacher: ``forward(x [B, 12, T]) -> ModelOutput`` with 12 * T / patch_len tokens."""
 
@@ -151,6 +205,8 @@ class ECGTransformer(PreTrainedModel):
         d = config.d_model
         if config.tokenizer == "conv":
             self.patch_embed: nn.Module = PatchConvTokenizer(config.patch_len, config.tokenizer_channels, d)
+        elif config.tokenizer == "stem":
+            self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d)
         else:
             self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
         self.lead_embed = nn.Embedding(config.n_leads, d)
@@ -166,6 +222,8 @@ class ECGTransformer(PreTrainedModel):
         self.classifier = nn.Linear(d, config.n_classes)
         self.reconstruction_head = nn.Linear(d, config.patch_len)  # token [d] -> patch [patch_len]
         self.post_init()
+        if isinstance(self.patch_embed, LeadConvStem):  # PyTorch's init for the stem, not BERT's N(0, 0.02)
+            self.patch_embed.reset_parameters()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -198,8 +256,10 @@ class ECGTransformer(PreTrainedModel):
         """Embed, optionally mask, encode: hidden [B, 1 + 12 * P, d] (CLS first) and attentions."""
         patches = self.patchify(x)  # [B, 12, P, L]
         b, n_leads, n_patches, _ = patches.shape
+        if mask is not None:  # [B, 12, P] bool: zero the hidden samples (the stem sees neighbours)
+            patches = patches.masked_fill(mask[..., None], 0.0)
         h = self.patch_embed(patches)  # [B, 12, P, d]
-        if mask is not None:  # [B, 12, P] bool: hide the content, keep the position
+        if mask is not None:  # hide the content, keep the position
             h = torch.where(mask[..., None], self.mask_token.to(h.dtype), h)
         h = h + self.lead_embed.weight[None, :, None, :] + self.time_embed.weight[None, None, :n_patches, :]
         h = h.reshape(b, n_leads * n_patches, -1)  # [B, N, d], lead-major

@@ -80,7 +80,10 @@ def test_teacher_accepts_any_multiple_of_patch_len():
     assert out.tokens.shape == (1, 24, 32)
 
 
-ENCODER_OPTIONS = [{}, {"encoder": "vit"}, {"tokenizer": "conv"}, {"encoder": "vit", "tokenizer": "conv"}]
+ENCODER_OPTIONS = [
+    {}, {"encoder": "vit"}, {"tokenizer": "conv"}, {"encoder": "vit", "tokenizer": "conv"},
+    {"tokenizer": "stem"},
+]
 
 
 @pytest.mark.parametrize("options", ENCODER_OPTIONS)
@@ -221,7 +224,7 @@ def test_teacher_save_load_round_trip(tmp_path, options):
 
 def test_teacher_options_are_checked_and_a_checkpoint_of_other_blocks_is_refused(tmp_path):
     for bad, needle in (({"encoder": "gpt"}, "encoder must be 'bert' or 'vit'"),
-                        ({"tokenizer": "fft"}, "tokenizer must be 'linear' or 'conv'")):
+                        ({"tokenizer": "fft"}, r"tokenizer must be one of \('linear', 'conv', 'stem'\)")):
         with pytest.raises(ValueError, match=needle):
             tiny_teacher(**bad)
     tiny_teacher(encoder="vit").save_pretrained(tmp_path)
@@ -240,6 +243,25 @@ def test_conv_tokenizer_sees_a_shifted_wave_alike_and_the_pre_ln_encoder_ends_no
     torch.testing.assert_close(torch.roll(a, 1, dims=-1)[..., 2:-2], b[..., 2:-2])
     hidden = tiny_teacher(encoder="vit").encoder(torch.randn(2, 5, 32)).last_hidden_state
     torch.testing.assert_close(hidden.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+
+
+def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden():
+    model = tiny_teacher(tokenizer="stem")
+    assert [m.stride[0] for m in model.patch_embed.convs if isinstance(m, torch.nn.Conv1d)] == [5, 5, 1]
+    x = torch.randn(1, 12, 250)
+    changed = x.clone()
+    changed[0, 3, 100:125] += 5.0  # lead 3, patch 4 (patch_len 25)
+    with torch.no_grad():
+        a, b = (model.patch_embed(model.patchify(v)) for v in (x, changed))  # [1, 12, P, d]
+    moved = (a - b).abs().amax(-1)[0]  # [12, P]
+    assert moved[3, 4] > 0 and moved[3, 3] > 0 and moved[3, 5] > 0  # neighbours see it: ~1 patch of context
+    assert torch.equal(moved[torch.arange(12) != 3], torch.zeros(11, 10))  # no other lead does
+    mask = torch.zeros(1, 12, 10, dtype=torch.bool)
+    mask[0, 3, 4] = True
+    with torch.no_grad():
+        _, da = model.masked_patch_loss(x, mask=mask)
+        _, db = model.masked_patch_loss(changed, mask=mask)
+    torch.testing.assert_close(da["prediction"], db["prediction"])  # the hidden patch leaks nowhere
 
 
 def test_teacher_checkpoint_errors_are_clear(tmp_path):
