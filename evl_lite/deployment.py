@@ -90,7 +90,7 @@ class LogitsGraph(nn.Module):
 class TeacherLogitsGraph(nn.Module):
     """The teacher's inference path as one traceable graph: x [B, 12, T] -> logits [B, C].
 
-    Patch embedding, encoder, pooling (CLS or mean) and classifier of an ``ECGTransformer``,
+    Patch embedding, encoder, pooling and classifier of an ``ECGTransformer``,
     sharing its modules, without the input checks and token layout of its ``forward``.
     """
 
@@ -100,8 +100,7 @@ class TeacherLogitsGraph(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         hidden, _ = self.teacher._encode(x, mask=None, output_attentions=False)  # [B, 1 + N, d]
-        pooled = hidden[:, 1:].mean(1) if self.teacher.config.pooling == "mean" else hidden[:, 0]
-        return self.teacher.classifier(self.teacher.head_dropout(pooled))
+        return self.teacher.classifier(self.teacher.head_dropout(self.teacher.pool(hidden)))
 
 
 @contextmanager

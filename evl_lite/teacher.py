@@ -24,7 +24,8 @@ Options (``ECGTransformerConfig``): ``encoder="vit"`` swaps the post-LN BERT blo
 pre-LN ViT blocks (:class:`PreLayerNormEncoder`); ``tokenizer="conv"`` embeds each patch with a
 small CNN (:class:`PatchConvTokenizer`) instead of one linear map; ``tokenizer="stem"`` runs a
 strided convolutional stem along each lead (:class:`LeadConvStem`, an "early convolutions"
-hybrid), one token per lead and patch-length step. On the workshop synthetic data none beat
+hybrid), one token per lead and patch-length step; ``pooling="leads"`` pools each lead's tokens
+over time and projects the 12 summaries together (:meth:`ECGTransformer.pool`). On the workshop synthetic data none beat
 the defaults by much (issue 3's notes and ``results/teacher_variants_synthetic`` list what was
 tried).
 
@@ -52,6 +53,7 @@ from evl_lite.errors import ECGDataError
 from evl_lite.model_output import ModelOutput, TokenLayout, check_ecg_batch, check_state_shapes
 
 TOKENIZERS = ("linear", "conv", "stem")
+POOLINGS = ("cls", "mean", "leads")
 
 
 class ECGTransformerConfig(PretrainedConfig):
@@ -71,13 +73,15 @@ class ECGTransformerConfig(PretrainedConfig):
     fs: float = 100.0  # sampling rate in Hz, used by the token layout
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
-    pooling: str = "cls"  # pooled embedding: the CLS token ("cls") or the mean of the patch tokens ("mean")
+    pooling: str = "cls"  # pooled embedding: "cls" token, "mean" of the patch tokens, or "leads" (see pool())
     tokenizer: str = "linear"  # "linear" (ViT), "conv" (CNN inside each patch), "stem" (CNN along each lead)
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
     def encoder_config(self) -> BertConfig | ViTConfig:
         """The matching ``BertConfig`` or ``ViTConfig`` for the stock encoder blocks."""
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
         if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, not {self.tokenizer!r}")
         if self.encoder not in ("bert", "vit"):
@@ -219,6 +223,8 @@ class ECGTransformer(PreTrainedModel):
         blocks = BertEncoder if config.encoder == "bert" else PreLayerNormEncoder
         self.encoder = blocks(encoder_config)
         self.head_dropout = nn.Dropout(config.dropout)
+        if config.pooling == "leads":  # 12 per-lead summaries [12 * d] -> pooled [d]
+            self.lead_pool = nn.Linear(config.n_leads * d, d)
         self.classifier = nn.Linear(d, config.n_classes)
         self.reconstruction_head = nn.Linear(d, config.patch_len)  # token [d] -> patch [patch_len]
         self.post_init()
@@ -295,12 +301,28 @@ class ECGTransformer(PreTrainedModel):
                 hook.remove()
             bert_config._attn_implementation = previous
 
+    def pool(self, hidden: Tensor) -> Tensor:
+        """Pooled embedding [B, d] from the encoder output [B, 1 + N, d] (CLS first).
+
+        ``"cls"``: the CLS token; ``"mean"``: the mean of the N patch tokens; ``"leads"``: the mean
+        over time of each lead's tokens, the 12 lead summaries concatenated and linearly
+        projected, ``W [m_1; ...; m_12] + b``, so the classifier sees which lead said what.
+        """
+        pooling = self.config.pooling
+        if pooling == "cls":
+            return hidden[:, 0]
+        if pooling == "mean":
+            return hidden[:, 1:].mean(1)
+        tokens, n_leads = hidden[:, 1:], self.config.n_leads  # [B, 12 * P, d], lead-major
+        per_lead = tokens.reshape(tokens.shape[0], n_leads, -1, tokens.shape[2]).mean(2)  # [B, 12, d]
+        return self.lead_pool(per_lead.flatten(1))
+
     def forward(self, x: Tensor, output_attentions: bool = False) -> ModelOutput:
-        """x [B, 12, T] -> logits [B, 5], tokens [B, 12 * T / patch_len, d], pooled [B, d] (CLS or mean)."""
+        """x [B, 12, T] -> logits [B, 5], tokens [B, 12 * T / patch_len, d], pooled [B, d] (see pool())."""
         n_patches = self.check_input(x)
         hidden, attentions = self._encode(x, mask=None, output_attentions=output_attentions)
         cfg = self.config
-        pooled = hidden[:, 1:].mean(1) if cfg.pooling == "mean" else hidden[:, 0]  # [B, d]
+        pooled = self.pool(hidden)  # [B, d]
         return ModelOutput(
             logits=self.classifier(self.head_dropout(pooled)),  # [B, n_classes]
             tokens=hidden[:, 1:],  # [B, N, d]

@@ -217,7 +217,7 @@ def test_bench_deployment_reports_every_version(tmp_path):
     json.dumps(report)  # JSON-able for the command line
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pooling", ["cls", "mean", "leads"])
 def test_teacher_logits_graph_is_the_teachers_inference_path(pooling):
     torch.manual_seed(0)
     teacher = ECGTransformer(ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64, pooling=pooling))

@@ -82,7 +82,7 @@ def test_teacher_accepts_any_multiple_of_patch_len():
 
 ENCODER_OPTIONS = [
     {}, {"encoder": "vit"}, {"tokenizer": "conv"}, {"encoder": "vit", "tokenizer": "conv"},
-    {"tokenizer": "stem"},
+    {"tokenizer": "stem"}, {"pooling": "leads"},
 ]
 
 
@@ -224,7 +224,8 @@ def test_teacher_save_load_round_trip(tmp_path, options):
 
 def test_teacher_options_are_checked_and_a_checkpoint_of_other_blocks_is_refused(tmp_path):
     for bad, needle in (({"encoder": "gpt"}, "encoder must be 'bert' or 'vit'"),
-                        ({"tokenizer": "fft"}, r"tokenizer must be one of \('linear', 'conv', 'stem'\)")):
+                        ({"tokenizer": "fft"}, r"tokenizer must be one of \('linear', 'conv', 'stem'\)"),
+                        ({"pooling": "max"}, r"pooling must be one of \('cls', 'mean', 'leads'\)")):
         with pytest.raises(ValueError, match=needle):
             tiny_teacher(**bad)
     tiny_teacher(encoder="vit").save_pretrained(tmp_path)
@@ -243,6 +244,15 @@ def test_conv_tokenizer_sees_a_shifted_wave_alike_and_the_pre_ln_encoder_ends_no
     torch.testing.assert_close(torch.roll(a, 1, dims=-1)[..., 2:-2], b[..., 2:-2])
     hidden = tiny_teacher(encoder="vit").encoder(torch.randn(2, 5, 32)).last_hidden_state
     torch.testing.assert_close(hidden.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
+
+
+def test_lead_pooling_projects_the_per_lead_token_means():
+    model = tiny_teacher(pooling="leads")
+    out = model(torch.randn(2, 12, 250))  # 10 patches per lead
+    per_lead = out.tokens.reshape(2, 12, 10, 32).mean(2)  # [B, 12, d]
+    expected = per_lead.flatten(1) @ model.lead_pool.weight.T + model.lead_pool.bias
+    torch.testing.assert_close(out.pooled, expected)
+    torch.testing.assert_close(out.logits, model.classifier(expected))
 
 
 def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden():
