@@ -29,6 +29,8 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
+from evl_lite.atomic import replace_atomically, write_text_atomic
+
 from .errors import ECGDataError
 
 # PhysioNet's public file root of PTB-XL (the version the benchmark papers use).
@@ -186,7 +188,7 @@ def _download_file(url: str, final: pathlib.Path, expected: str, timeout: float,
         raise ECGDataError(
             final, f"SHA-256 mismatch: expected {expected}, got {actual} (from {url}); file deleted"
         )
-    os.replace(part, final)
+    replace_atomically(part, final)
 
 
 def download_ptbxl(
@@ -224,7 +226,5 @@ def download_ptbxl(
             if not (final.is_file() and sha256_file(final) == expected):
                 _download_file(_file_url(base_url, rel), final, expected, timeout, bar)
             bar.set_postfix_str(f"{done}/{len(files)} files", refresh=False)
-    tmp = dest / (SUMS_NAME + ".part")
-    tmp.write_text(sums_text, encoding="utf-8")
-    os.replace(tmp, dest / SUMS_NAME)
+    write_text_atomic(dest / SUMS_NAME, sums_text)
     return dest

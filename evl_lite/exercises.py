@@ -55,6 +55,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
+from evl_lite.atomic import replace_atomically
 from evl_lite.notebook_runner import list_notebooks
 
 SOLUTION_TAG, EXERCISE_TAG, CHECK_TAG = "solution", "exercise", "exercise-check"
@@ -447,7 +448,7 @@ def make_learner_copy(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     nbformat.write(nb, tmp)
-    os.replace(tmp, out)
+    replace_atomically(tmp, out)
     return ids
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evl_lite.atomic import write_json_atomic
+from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.distillation.evl import ABLATIONS, BASELINES, METHODS, DistillConfig
 from evl_lite.efficiency import efficiency_report
 from evl_lite.evaluation import evaluate, tune_thresholds
@@ -317,8 +317,6 @@ def run_experiment(
     }
     if state.is_main_process:
         write_json_atomic(out / "results.json", results)
-        tmp = out / ".results.md.tmp"
-        tmp.write_text(results_markdown(results))
-        os.replace(tmp, out / "results.md")
+        write_text_atomic(out / "results.md", results_markdown(results))
     state.wait_for_everyone()
     return results

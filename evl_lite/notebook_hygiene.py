@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 
+from evl_lite.atomic import replace_atomically
 from evl_lite.notebook_runner import list_notebooks
 
 
@@ -49,6 +50,6 @@ def strip_notebooks(paths: list[str | os.PathLike] | None = None) -> list[Path]:
         if strip_outputs(nb):
             tmp = path.with_name(f".{path.name}.tmp")
             nbformat.write(nb, tmp)
-            os.replace(tmp, path)
+            replace_atomically(tmp, path)
             changed.append(path)
     return changed

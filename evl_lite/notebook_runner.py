@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evl_lite.atomic import write_json_atomic
+from evl_lite.atomic import write_json_atomic, write_text_atomic
 
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"SMOKE": True},  # tiny data and epochs: seconds per notebook, for tests
@@ -172,9 +172,7 @@ def export_html(executed: Path, html_dir: Path) -> str | None:
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     html_dir.mkdir(parents=True, exist_ok=True)
     target = html_dir / f"{executed.stem}.html"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, body)
     return str(target)
 
 
@@ -201,8 +199,5 @@ def write_index(out: Path, summary: dict[str, Any]) -> Path:
         + "".join(rows)
         + "</table></body></html>"
     )
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out / "index.html")
+    write_text_atomic(out / "index.html", page)
     return out / "index.html"

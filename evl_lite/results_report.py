@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from evl_lite.atomic import write_text_atomic
 from evl_lite.errors import ECGDataError
 from evl_lite.experiment import results_markdown
 
@@ -46,7 +47,5 @@ def update_readme(readme: str | os.PathLike, result_dirs: list[str | os.PathLike
     old = path.read_text()
     new = replace_section(old, results_section(result_dirs))
     if new != old:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(new)
-        os.replace(tmp, path)
+        write_text_atomic(path, new)
     return new != old

@@ -25,9 +25,9 @@ pre-LN ViT blocks (:class:`PreLayerNormEncoder`); ``tokenizer="conv"`` embeds ea
 small CNN (:class:`PatchConvTokenizer`) instead of one linear map; ``tokenizer="stem"`` runs a
 strided convolutional stem along each lead (:class:`LeadConvStem`, an "early convolutions"
 hybrid), one token per lead and patch-length step; ``pooling="leads"`` pools each lead's tokens
-over time and projects the 12 summaries together (:meth:`ECGTransformer.pool`). On the workshop synthetic data none beat
-the defaults by much (issue 3's notes and ``results/teacher_variants_synthetic`` list what was
-tried).
+over time and projects the 12 summaries together (:meth:`ECGTransformer.pool`). On the
+workshop synthetic data none beat the defaults by much (issue 3's notes and
+``results/teacher_variants_synthetic`` list what was tried).
 
 Built from ``ECGTransformerConfig`` at run time; nothing is downloaded. Checkpoints are
 written by ``save_pretrained`` as ``config.json`` + ``model.safetensors``.

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from evl_lite.atomic import replace_atomically
 from evl_lite.model_output import ModelOutput, TokenLayout
 
 
@@ -105,7 +106,7 @@ class TeacherCache:
                 tmp,
                 metadata={"starts": json.dumps(cache.starts), "crop": str(crop)},
             )
-            os.replace(tmp, path)
+            replace_atomically(tmp, path)
         return cache
 
     def to(self, device: torch.device | str) -> TeacherCache:

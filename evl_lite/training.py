@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from evl_lite.atomic import write_json_atomic
+from evl_lite.atomic import replace_atomically, write_json_atomic
 from evl_lite.dataset import ECGDataset, ECGSplit, make_loader
 from evl_lite.evaluation import macro_auc
 from evl_lite.model_output import ModelOutput
@@ -217,7 +217,7 @@ def _save_checkpoint(
     (tmp / "state.json").write_text(json.dumps(state))
     if directory.exists():
         os.replace(directory, old)
-    os.replace(tmp, directory)
+    replace_atomically(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -236,7 +236,7 @@ def _write_history(out_dir: Path, history: list[dict[str, float]]) -> None:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, out_dir / "history.csv")
+    replace_atomically(tmp, out_dir / "history.csv")
 
 
 # ----------------------------------------------------------------------------- the loop
