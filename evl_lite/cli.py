@@ -142,15 +142,26 @@ def _bench_deployment(args: argparse.Namespace) -> int:
 
 def _teacher_variants(args: argparse.Namespace) -> int:
     from evl_lite.recipes import load_benchmark_data
-    from evl_lite.teacher_variants import parse_variant, run_variants
+    from evl_lite.teacher_variants import parse_variant, run_variants, variants_markdown
 
     try:
         variants = [parse_variant(v) for v in args.variants]
     except ValueError as exc:  # json.JSONDecodeError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not variants:
+        existing = Path(args.out) / "variants.json"
+        if not (args.table and existing.is_file()):
+            print(f"error: no variants given{'' if args.table else ' (or --table)'}; "
+                  f"{existing} {'exists' if existing.is_file() else 'does not exist'}", file=sys.stderr)
+            return 2
+        print(variants_markdown(json.loads(existing.read_text())))
+        return 0
     data = load_benchmark_data(args.data, args.path, smoke=args.smoke, seed=args.seed, progress=False)
     record = run_variants(variants, data, args.out, args.smoke, args.seed)
+    if args.table:
+        print(variants_markdown(record))
+        return 0
     for run in record["runs"]:
         print(f"{run['name']:<24} val {run['val_macro_auc']:.3f}  test {run['test_macro_auc']:.3f}  "
               f"{run['seconds']:.0f} s")
@@ -305,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "teacher-variants", help="fine-tune teacher variants (NAME=JSON recipe overrides); macro-AUC of each"
     )
-    p.add_argument("variants", nargs="+", help='NAME=JSON, e.g. vit=\'{"model": {"encoder": "vit"}}\'')
+    p.add_argument("variants", nargs="*", help='NAME=JSON, e.g. vit=\'{"model": {"encoder": "vit"}}\'')
+    p.add_argument("--table", action="store_true",
+                   help="print OUT/variants.json as a Markdown table (with no variants: run nothing)")
     p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
     p.add_argument("--out", required=True, help="variants.json goes here; finished variants are kept")

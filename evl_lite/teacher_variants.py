@@ -104,3 +104,23 @@ def run_variants(
         record["runs"].append({**run_variant(name, spec, data, smoke, seed), **made_by})
         write_json_atomic(path, record)
     return record
+
+
+def variants_markdown(record: dict) -> str:
+    """A Markdown table of every run in a ``variants.json`` record, in the order they ran."""
+    classes = ("NORM", "MI", "STTC", "CD", "HYP")
+    lines = [
+        "| variant | spec | test macro-AUC | val macro-AUC (best epoch) | test AUC per class "
+        f"({' / '.join(classes)}) | seconds | commit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in record["runs"]:
+        per_class = run.get("test_per_class_auc")
+        cells = " / ".join(f"{per_class[c]:.3f}" if per_class.get(c) is not None else "-" for c in classes) \
+            if per_class else "not recorded"
+        spec = json.dumps(run["spec"], separators=(", ", ": ")) if run["spec"] else "(the recipe)"
+        lines.append(
+            f"| {run['name']} | `{spec}` | {run['test_macro_auc']:.3f} | {run['val_macro_auc']:.3f} "
+            f"({run['best_epoch'] + 1}) | {cells} | {run['seconds']:.0f} | {run.get('commit', '-')} |"
+        )
+    return "\n".join(lines)

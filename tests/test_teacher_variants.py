@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from evl_lite.teacher_variants import build_variant, parse_variant
+from evl_lite.teacher_variants import build_variant, parse_variant, variants_markdown
 
 
 def test_variants_parse_and_bad_ones_are_named():
@@ -58,3 +58,21 @@ def test_command_runs_variants_and_keeps_finished_ones(tmp_path):
     assert again.returncode == 0 and json.loads((out / "variants.json").read_text()) == record
     bad = subprocess.run([*cmd[:6], 'x={"model": '], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+    table = subprocess.run([*cmd[:6], "--table"], capture_output=True, text=True, env=env, timeout=300)
+    assert table.returncode == 0 and table.stdout.strip() == variants_markdown(record)
+    none = [*cmd[:5], str(tmp_path / "none")]
+    empty = subprocess.run(none, capture_output=True, text=True, env=env, timeout=300)
+    assert empty.returncode == 2 and "no variants given" in empty.stderr
+
+
+def test_variants_table_has_a_row_per_run_with_its_figures():
+    run = {"name": "stem", "spec": {"model": {"tokenizer": "stem"}}, "test_macro_auc": 0.8643,
+           "val_macro_auc": 0.86, "best_epoch": 17, "seconds": 293.8, "commit": "efc0fd8",
+           "test_per_class_auc": {"NORM": 0.917, "MI": 0.801, "STTC": 0.9, "CD": None, "HYP": 0.8}}
+    old = {"name": "default", "spec": {}, "test_macro_auc": 0.855, "val_macro_auc": 0.822, "best_epoch": 16,
+           "seconds": 115, "commit": "f313b34"}
+    lines = variants_markdown({"runs": [old, run]}).splitlines()
+    assert len(lines) == 4 and lines[1].startswith("|---")
+    assert lines[2] == "| default | `(the recipe)` | 0.855 | 0.822 (17) | not recorded | 115 | f313b34 |"
+    assert lines[3] == ('| stem | `{"model": {"tokenizer": "stem"}}` | 0.864 | 0.860 (18) | '
+                        "0.917 / 0.801 / 0.900 / - / 0.800 | 294 | efc0fd8 |")
