@@ -40,7 +40,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     name, sep, body = text.partition("=")
     if not sep or not name:
         raise ValueError(f"a variant is NAME=JSON, got {text!r}")
-    spec = json.loads(body) if body.strip() else {}
+    try:
+        spec = json.loads(body) if body.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"variant {name}: {body!r} is not valid JSON ({exc})") from None
     if not isinstance(spec, dict) or set(spec) - SPEC_KEYS:
         raise ValueError(f"variant {name}: keys must be among {sorted(SPEC_KEYS)}, got {body!r}")
     return name, spec

@@ -20,6 +20,8 @@ def test_variants_parse_and_bad_ones_are_named():
         parse_variant('{"model": {}}')
     with pytest.raises(ValueError, match="keys must be among"):
         parse_variant('x={"modle": {}}')
+    with pytest.raises(ValueError, match=r"variant x: '\{\"model\": ' is not valid JSON"):
+        parse_variant('x={"model": ')
 
 
 def test_overrides_and_initialisation_changes_reach_the_model():
@@ -56,11 +58,13 @@ def test_command_runs_variants_and_keeps_finished_ones(tmp_path):
     assert all("teacher-variants --smoke" in r["command"] for r in record["runs"])
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)  # nothing to redo
     assert again.returncode == 0 and json.loads((out / "variants.json").read_text()) == record
-    bad = subprocess.run([*cmd[:6], 'x={"model": '], capture_output=True, text=True, env=env, timeout=300)
-    assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
-    table = subprocess.run([*cmd[:6], "--table"], capture_output=True, text=True, env=env, timeout=300)
+    assert cmd[5:7] == ["--out", str(out)]
+    bad = subprocess.run([*cmd[:7], 'x={"model": '], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "error: variant x: " in bad.stderr and "is not valid JSON" in bad.stderr
+    table = subprocess.run([*cmd[:7], "--table"], capture_output=True, text=True, env=env, timeout=300)
     assert table.returncode == 0 and table.stdout.strip() == variants_markdown(record)
-    none = [*cmd[:5], str(tmp_path / "none")]
+    none = [*cmd[:6], str(tmp_path / "none")]
     empty = subprocess.run(none, capture_output=True, text=True, env=env, timeout=300)
     assert empty.returncode == 2 and "no variants given" in empty.stderr
 
