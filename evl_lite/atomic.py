@@ -50,6 +50,14 @@ def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8
     replace_atomically(tmp, path)
 
 
+def write_notebook_atomic(path: str | os.PathLike, nb: Any) -> None:
+    """Write the notebook ``nb`` to ``path`` atomically, byte for byte as ``nbformat.write`` would."""
+    import nbformat
+
+    text = nbformat.writes(nb)
+    write_text_atomic(path, text if text.endswith("\n") else text + "\n")
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, default=str))

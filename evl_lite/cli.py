@@ -116,10 +116,10 @@ def _notebooks(args: argparse.Namespace) -> int:
 
     if args.action == "colab":
         from evl_lite.colab import update_colab_links
-        from evl_lite.notebook_runner import list_notebooks
+        from evl_lite.notebook_runner import list_notebooks, notebook_dir
 
         notebooks = [Path(p) for p in args.paths] if args.paths else list_notebooks()
-        readme = None if args.paths else list_notebooks()[0].resolve().parent.parent / "README.md"
+        readme = None if args.paths else notebook_dir().parent / "README.md"  # only for the whole course
         for path in update_colab_links(notebooks, readme if readme and readme.is_file() else None):
             print(f"updated {path}")
         return 0
@@ -149,11 +149,13 @@ def _teacher_variants(args: argparse.Namespace) -> int:
     except ValueError as exc:  # json.JSONDecodeError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not variants:
+    if not variants:  # --table alone prints what OUT already holds
         existing = Path(args.out) / "variants.json"
-        if not (args.table and existing.is_file()):
-            print(f"error: no variants given{'' if args.table else ' (or --table)'}; "
-                  f"{existing} {'exists' if existing.is_file() else 'does not exist'}", file=sys.stderr)
+        if not args.table:
+            print("error: no variants given (NAME=JSON ...), and no --table", file=sys.stderr)
+            return 2
+        if not existing.is_file():
+            print(f"error: {existing} does not exist", file=sys.stderr)
             return 2
         print(variants_markdown(json.loads(existing.read_text())))
         return 0

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import nbformat
 
+from evl_lite.atomic import write_notebook_atomic, write_text_atomic
+
 REPOSITORY = "evl-ecg-lite/evl-ecg-lite"  # owner/name on GitHub (set where the course is published)
 BRANCH = "main"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -113,12 +115,12 @@ def update_colab_links(notebooks: list[Path], readme: Path | None) -> list[Path]
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         if add_colab_cells(nb, path.name):
-            nbformat.write(nb, path)
+            write_notebook_atomic(path, nb)
             changed.append(path)
     if readme is not None:
         text = readme.read_text()
         updated = readme_with_badge(text)
         if updated != text:
-            readme.write_text(updated)
+            write_text_atomic(readme, updated)
             changed.append(readme)
     return changed

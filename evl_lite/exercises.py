@@ -55,7 +55,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
-from evl_lite.atomic import replace_atomically
+from evl_lite.atomic import write_notebook_atomic
 from evl_lite.notebook_runner import list_notebooks
 
 SOLUTION_TAG, EXERCISE_TAG, CHECK_TAG = "solution", "exercise", "exercise-check"
@@ -445,10 +445,7 @@ def make_learner_copy(
     nb.cells = cells
     nb.metadata["evl_lite"] = {"learner_copy": not keep_solutions, "source": path.name, "exercises": ids}
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    nbformat.write(nb, tmp)
-    replace_atomically(tmp, out)
+    write_notebook_atomic(out, nb)
     return ids
 
 

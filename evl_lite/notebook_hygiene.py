@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from evl_lite.atomic import replace_atomically
+from evl_lite.atomic import write_notebook_atomic
 from evl_lite.notebook_runner import list_notebooks
 
 
@@ -48,8 +48,6 @@ def strip_notebooks(paths: list[str | os.PathLike] | None = None) -> list[Path]:
     for path in map(Path, paths or list_notebooks()):
         nb = nbformat.read(path, as_version=4)
         if strip_outputs(nb):
-            tmp = path.with_name(f".{path.name}.tmp")
-            nbformat.write(nb, tmp)
-            replace_atomically(tmp, path)
+            write_notebook_atomic(path, nb)
             changed.append(path)
     return changed

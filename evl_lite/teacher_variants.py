@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from evl_lite.atomic import write_json_atomic
+from evl_lite.constants import SUPERCLASSES
 from evl_lite.evaluation import macro_auc
 from evl_lite.pretraining import pretrain
 from evl_lite.recipes import BenchmarkData, teacher_recipe
@@ -111,16 +112,15 @@ def run_variants(
 
 def variants_markdown(record: dict) -> str:
     """A Markdown table of every run in a ``variants.json`` record, in the order they ran."""
-    classes = ("NORM", "MI", "STTC", "CD", "HYP")
     lines = [
         "| variant | spec | test macro-AUC | val macro-AUC (best epoch) | test AUC per class "
-        f"({' / '.join(classes)}) | seconds | commit |",
+        f"({' / '.join(SUPERCLASSES)}) | seconds | commit |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in record["runs"]:
-        per_class = run.get("test_per_class_auc")
-        cells = " / ".join(f"{per_class[c]:.3f}" if per_class.get(c) is not None else "-" for c in classes) \
-            if per_class else "not recorded"
+        per_class = run.get("test_per_class_auc")  # absent in runs made before it was recorded
+        auc = [per_class.get(c) for c in SUPERCLASSES] if per_class else []
+        cells = " / ".join("-" if v is None else f"{v:.3f}" for v in auc) or "not recorded"
         spec = json.dumps(run["spec"], separators=(", ", ": ")) if run["spec"] else "(the recipe)"
         lines.append(
             f"| {run['name']} | `{spec}` | {run['test_macro_auc']:.3f} | {run['val_macro_auc']:.3f} "

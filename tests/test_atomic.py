@@ -51,3 +51,13 @@ def test_syncing_a_parent_directory_does_not_read_through_its_files(tmp_path, mo
     atomic.fsync_path(tmp_path, recursive=False)
     assert opened == [str(tmp_path)]
     atomic.fsync_path(tmp_path / "missing")  # nothing to flush: skipped, no error
+
+
+def test_a_notebook_is_written_as_nbformat_writes_it(tmp_path):
+    import nbformat
+
+    cells = [nbformat.v4.new_markdown_cell("# é"), nbformat.v4.new_code_cell("x = 1")]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nbformat.write(nb, tmp_path / "reference.ipynb")
+    atomic.write_notebook_atomic(tmp_path / "atomic.ipynb", nb)
+    assert (tmp_path / "atomic.ipynb").read_bytes() == (tmp_path / "reference.ipynb").read_bytes()
