@@ -195,7 +195,11 @@ def _save_checkpoint(
     state: dict[str, Any],
     best_model_state: dict[str, Tensor],
 ) -> None:
-    """Write the resumable state into ``directory`` atomically (temp dir, then rename)."""
+    """Write the resumable state into ``directory`` atomically (temp dir, then rename).
+
+    At every instant ``directory`` or ``directory.old`` holds a complete checkpoint, whatever
+    point a kill interrupts (see :func:`_find_checkpoint`).
+    """
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -216,6 +220,10 @@ def _save_checkpoint(
     )
     (tmp / "state.json").write_text(json.dumps(state))
     if directory.exists():
+        # ``directory`` only ever appears by renaming a complete ``tmp``, so it is complete; an
+        # ``old`` beside it is what an interrupted earlier save left half-removed: drop it first
+        # (renaming onto a non-empty directory fails)
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(directory, old)
     replace_atomically(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,15 @@ from evl_lite.distillation import LogitKD
 from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.teacher_cache import TeacherCache
-from evl_lite.training import Distillation, TrainConfig, predict, train, window_starts
+from evl_lite.training import (
+    Distillation,
+    TrainConfig,
+    _find_checkpoint,
+    _save_checkpoint,
+    predict,
+    train,
+    window_starts,
+)
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
 FAST = TrainConfig(epochs=3, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3)
@@ -87,8 +96,10 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     seen: dict[int, float] = {}  # epoch -> when its checkpoint was first seen
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and 1 not in seen:
-        if state.is_file():
+        try:  # the write renames the directory away for an instant: the file may vanish
             seen.setdefault(json.loads(state.read_text())["epoch"], time.time())
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
         time.sleep(0.01)
     assert 1 in seen, f"no checkpoint of epoch 1 appeared (seen: {sorted(seen)}, exit code {proc.poll()})"
     # A random point inside the next epoch (its training steps or its checkpoint write): the
@@ -100,7 +111,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     proc.send_signal(sig)
     proc.wait(timeout=120)
     assert not (killed / "result-0.json").exists(), "the run finished before it could be killed"
-    done_before = json.loads(state.read_text())["epoch"]
+    # killed between the two renames of a checkpoint write, only checkpoint.old is there
+    saved = state if state.is_file() else killed / "checkpoint.old" / "state.json"
+    done_before = json.loads(saved.read_text())["epoch"]
     assert done_before < epochs - 1
 
     subprocess.run(
@@ -112,6 +125,41 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
         assert a["val_macro_auc"] == pytest.approx(b["val_macro_auc"], abs=1e-9)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
     assert resumed["best"] == pytest.approx(reference["best"], abs=1e-9)
+
+
+def _write_checkpoint(directory, epoch):
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+    _save_checkpoint(directory, model, torch.nn.Module(), optimizer, scheduler, {"epoch": epoch},
+                     model.state_dict())
+
+
+@pytest.mark.parametrize("left_by_the_kill", ["old beside checkpoint", "half-removed old", "only old"])
+def test_checkpoint_write_recovers_from_every_interrupted_write(tmp_path, left_by_the_kill):
+    """Each state a kill can leave a checkpoint write in: found on resume, and the next write works.
+
+    (CI once failed here: a kill during the removal of ``checkpoint.old`` left it non-empty, and
+    the next write could not rename ``checkpoint`` onto it.)
+    """
+    directory = tmp_path / "checkpoint"
+    old = tmp_path / "checkpoint.old"
+    _write_checkpoint(directory, 1)
+    _write_checkpoint(directory, 2)  # a complete write leaves no .old
+    assert not old.exists() and _find_checkpoint(directory) == directory
+    if left_by_the_kill == "old beside checkpoint":  # killed before the old one was removed
+        shutil.copytree(directory, old)
+    elif left_by_the_kill == "half-removed old":
+        old.mkdir()
+        shutil.copy(directory / "model.safetensors", old)
+    else:  # killed between the two renames
+        os.replace(directory, old)
+    found = _find_checkpoint(directory)
+    assert found is not None and json.loads((found / "state.json").read_text())["epoch"] == 2
+
+    _write_checkpoint(directory, 3)
+    assert json.loads((directory / "state.json").read_text())["epoch"] == 3
+    assert not old.exists() and not (tmp_path / "checkpoint.tmp").exists()
 
 
 @requires_accelerate
