@@ -82,7 +82,7 @@ def _bench_components(args: argparse.Namespace) -> int:
 
 
 def _methods_arg(text: str) -> list[str]:
-    from evl_lite.experiment import parse_methods
+    from evl_lite.method_names import parse_methods
 
     try:
         return parse_methods(text)
@@ -131,6 +131,12 @@ def _notebooks(args: argparse.Namespace) -> int:
     for line in problems:
         print(line)
     return 1 if problems else 0
+
+
+def _exercises(args: argparse.Namespace) -> int:
+    from evl_lite.exercises import exercises_command
+
+    return exercises_command(args)
 
 
 def _bench_deployment(args: argparse.Namespace) -> int:
@@ -274,8 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
     p.add_argument("--unlabelled", default=None, help="unlabelled records for the teacher's pretraining")
-    from evl_lite.distillation.evl import METHODS
-    from evl_lite.experiment import DEFAULT_METHODS
+    from evl_lite.method_names import DEFAULT_METHODS, METHODS
 
     p.add_argument("--methods", type=_methods_arg, default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from {', '.join(METHODS)} (default: %(default)s)")
@@ -295,9 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")
     p.set_defaults(func=_notebooks)
 
-    from evl_lite.exercises import add_exercises_parser
-
-    add_exercises_parser(commands)
+    p = commands.add_parser(
+        "exercises", help="write learner copies of the notebooks: solution cells become exercises with checks"
+    )
+    p.add_argument("--out", required=True, help="directory for the learner copies (same file names)")
+    p.add_argument("notebooks", nargs="*", help="notebooks to copy (default: notebooks/*.ipynb)")
+    p.set_defaults(func=_exercises)
 
     p = commands.add_parser("results", help="regenerate the README's results section from results.json files")
     p.add_argument("readme", help="the README holding the <!-- results:begin/end --> block")

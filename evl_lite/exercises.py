@@ -37,7 +37,7 @@ Solution cells are checked when a copy is made: a name the solution binds, other
 answer and ``given``, must not be used by a later cell, or the learner copy would not run.
 ``make_learner_copy(..., keep_solutions=True)`` writes an answer key instead (solutions kept,
 checks added: every check must say "correct"). ``python -m evl_lite exercises --out DIR``
-(registered by ``add_exercises_parser``) writes the learner copies of every notebook.
+(handled by :func:`exercises_command`) writes the learner copies of every notebook.
 """
 
 from __future__ import annotations
@@ -474,14 +474,3 @@ def exercises_command(args: argparse.Namespace) -> int:
     print(json.dumps({"out": str(args.out), "notebooks": summary,
                       "exercises": sum(e["exercises"] for e in summary.values())}, indent=2))
     return 0
-
-
-def add_exercises_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``exercises`` command on the CLI's subparsers (handler: ``exercises_command``)."""
-    p = subparsers.add_parser(
-        "exercises", help="write learner copies of the notebooks: solution cells become exercises with checks"
-    )
-    p.add_argument("--out", required=True, help="directory for the learner copies (same file names)")
-    p.add_argument("notebooks", nargs="*", help="notebooks to copy (default: notebooks/*.ipynb)")
-    p.set_defaults(func=exercises_command)
-    return p

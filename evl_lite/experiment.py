@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from evl_lite.atomic import write_json_atomic, write_text_atomic
-from evl_lite.distillation.evl import ABLATIONS, BASELINES, METHODS, DistillConfig
+from evl_lite.distillation.evl import DistillConfig
 from evl_lite.efficiency import efficiency_report
 from evl_lite.evaluation import evaluate, tune_thresholds
+from evl_lite.method_names import ABLATIONS, BASELINES, parse_methods
 from evl_lite.recipes import (
     distill_student,
     get_teacher,
@@ -41,17 +42,7 @@ from evl_lite.reproducibility import provenance
 from evl_lite.teacher_cache import TeacherCache
 from evl_lite.training import predict, process_state, window_starts
 
-DEFAULT_METHODS = ("scratch", "kd", "fitnet", "rkd", "sp", "evl", *ABLATIONS)
 METRICS = ("macro_auc", "hamming_accuracy", "sample_accuracy", "macro_f1")
-
-
-def parse_methods(text: str | list[str]) -> list[str]:
-    """``"kd,evl"`` or a list -> validated method names, in order, without repeats."""
-    names = [m.strip() for m in (text.split(",") if isinstance(text, str) else text) if m.strip()]
-    unknown = [m for m in names if m not in METHODS]
-    if unknown or not names:
-        raise ValueError(f"unknown method(s) {unknown or names}; choose from {', '.join(METHODS)}")
-    return list(dict.fromkeys(names))
 
 
 def paired_bootstrap(

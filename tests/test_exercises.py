@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from types import SimpleNamespace
@@ -12,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from evl_lite.cli import build_parser
 from evl_lite.distillation.logit_kd import binary_kl_with_logits
 from evl_lite.distillation.optimal_transport import sinkhorn_plans
 from evl_lite.exercises import (
     CHECK_TAG,
     EXERCISE_TAG,
     SOLUTION_TAG,
-    add_exercises_parser,
     check_exercise,
     compare,
     make_learner_copy,
@@ -422,8 +421,7 @@ def test_a_function_answer_that_raises_or_is_not_a_function_does_not_stop_the_no
 
 
 def test_the_exercises_command_writes_the_copies_and_prints_what_it_wrote(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="python -m evl_lite")
-    add_exercises_parser(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()
     path = next(p for p in NOTEBOOKS if p.name.startswith("03_"))
     args = parser.parse_args(["exercises", "--out", str(tmp_path / "learner"), str(path)])
     assert args.func(args) == 0

@@ -20,13 +20,17 @@ from evl_lite.distillation.optimal_transport import OTFeatureMatching
 from evl_lite.distillation.relation import GeometricRelationMatching
 from evl_lite.distillation.rkd import RKD
 from evl_lite.distillation.similarity_preserving import SimilarityPreserving
+from evl_lite.method_names import ABLATIONS, BASELINES, EVL_COMPONENTS, METHODS, SINGLE_COMPONENT
 
-EVL_COMPONENTS = ("cross_attention", "ot", "relation")
-BASELINES = ("scratch", "kd", "fitnet", "rkd", "sp")
-ABLATIONS = tuple(f"evl-no-{c}" for c in EVL_COMPONENTS)
-SINGLE_COMPONENT = tuple(f"kd+{c}" for c in EVL_COMPONENTS)  # one component with logit KD (notebooks 04-06)
-METHODS = (*BASELINES, "evl", *ABLATIONS, *SINGLE_COMPONENT)
-
+__all__ = [
+    "ABLATIONS",
+    "BASELINES",
+    "EVL_COMPONENTS",
+    "METHODS",
+    "SINGLE_COMPONENT",
+    "DistillConfig",
+    "method_losses",
+]
 
 @dataclass(frozen=True)
 class DistillConfig:
