@@ -119,14 +119,25 @@ def token_grid(values: Any, layout: TokenLayout) -> TokenGrid:
     return TokenGrid(grid, [int(x) for x in leads], columns[:, 0].copy(), columns[:, 1].copy(), layout.fs)
 
 
-def attention_to_tokens(attentions: Sequence[Any], layer: int = -1, head: int | str = 0, query: int = 0,
-                        record: int = 0) -> np.ndarray:
+def _query_rows(maps: np.ndarray, query: int | str, record: int) -> np.ndarray:
+    """Attention rows [heads, 1 + N] of ``query`` (an index, or ``"tokens"``: the mean of rows 1..N)."""
+    if query == "tokens":
+        return maps[record, :, 1:, :].mean(axis=1)
+    if not isinstance(query, int | np.integer) or not 0 <= query < maps.shape[2]:
+        raise ValueError(f"query {query!r} out of range for {maps.shape[2]} positions (CLS + tokens), "
+                         "or 'tokens'")
+    return maps[record, :, query, :]
+
+
+def attention_to_tokens(attentions: Sequence[Any], layer: int = -1, head: int | str = 0,
+                        query: int | str = 0, record: int = 0) -> np.ndarray:
     """Attention [N] that one query pays to each of the N tokens, from a teacher's ``attentions``.
 
     ``attentions``: one map ``[B, heads, 1 + N, 1 + N]`` per layer, index 0 the CLS token and
-    ``1 + i`` token i (``ModelOutput.attentions``). ``query``: the row, 0 for CLS or ``1 + i``;
-    ``head``: a head index or ``"mean"`` (average over heads). The N weights sum to one minus the
-    attention the query pays to CLS itself.
+    ``1 + i`` token i (``ModelOutput.attentions``). ``query``: the row, 0 for CLS or ``1 + i``,
+    or ``"tokens"``, the mean of the N token rows (what the tokens read on average: with
+    ``pooling="leads"`` every token feeds the record's embedding); ``head``: a head index or
+    ``"mean"`` (average over heads). The N weights sum to one minus the attention paid to CLS.
     """
     if not attentions:
         raise ValueError("no attention maps: call the teacher with output_attentions=True")
@@ -137,9 +148,7 @@ def attention_to_tokens(attentions: Sequence[Any], layer: int = -1, head: int | 
         raise ValueError(f"an attention map must be [B, heads, 1 + N, 1 + N]; got {maps.shape}")
     if not 0 <= record < maps.shape[0]:
         raise ValueError(f"record {record} out of range for a batch of {maps.shape[0]}")
-    if not 0 <= query < maps.shape[2]:
-        raise ValueError(f"query {query} out of range for {maps.shape[2]} positions (CLS + tokens)")
-    per_head = maps[record, :, query, :]  # [heads, 1 + N]
+    per_head = _query_rows(maps, query, record)  # [heads, 1 + N]
     if head == "mean":
         row = per_head.mean(axis=0)
     elif isinstance(head, int) and -per_head.shape[0] <= head < per_head.shape[0]:
@@ -149,20 +158,21 @@ def attention_to_tokens(attentions: Sequence[Any], layer: int = -1, head: int | 
     return row[1:]  # [N], CLS column dropped
 
 
-def attention_entropy(attentions: Sequence[Any], query: int = 0, record: int = 0) -> np.ndarray:
+def attention_entropy(attentions: Sequence[Any], query: int | str = 0, record: int = 0) -> np.ndarray:
     """How spread out each head's attention row of ``query`` is: normalised entropy [layers, heads].
 
-    ``H(a) / log(1 + N)`` over the whole softmax row ``a`` (CLS and the N tokens): 1 means equal
-    shares for every position, 0 all attention on one. The most selective head is the argmin.
+    ``H(a) / log(1 + N)`` over the whole softmax row ``a`` (CLS and the N tokens; for
+    ``query="tokens"`` the mean row): 1 means equal shares for every position, 0 all attention
+    on one. The most selective head is the argmin.
     """
     if not attentions:
         raise ValueError("no attention maps: call the teacher with output_attentions=True")
     rows = []
     for layer, maps in enumerate(attentions):
         m = _as_numpy(maps)
-        if m.ndim != 4 or not 0 <= query < m.shape[2] or not 0 <= record < m.shape[0]:
-            raise ValueError(f"layer {layer}: map {m.shape} has no record {record} / query {query}")
-        a = m[record, :, query, :]  # [heads, 1 + N]
+        if m.ndim != 4 or not 0 <= record < m.shape[0]:
+            raise ValueError(f"layer {layer}: map {m.shape} has no record {record}")
+        a = _query_rows(m, query, record)  # [heads, 1 + N]
         rows.append(-(a * np.log(np.clip(a, 1e-12, None))).sum(axis=1) / np.log(a.shape[1]))
     return np.stack(rows)  # [layers, heads]
 

@@ -72,6 +72,12 @@ def test_attention_to_tokens_picks_the_query_row_and_drops_the_cls_column():
         mp.attention_to_tokens(maps, head=3)
     with pytest.raises(ValueError, match="query 5 out of range"):
         mp.attention_to_tokens(maps, query=5)
+    # "tokens": the mean of the 4 token rows (every token feeds a lead-pooled embedding)
+    tokens = mp.attention_to_tokens(maps, layer=0, head=1, query="tokens")
+    np.testing.assert_allclose(tokens, maps[0][0, 1, 1:, 1:].mean(0).numpy())
+    assert tokens.sum() + maps[0][0, 1, 1:, 0].mean().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="or 'tokens'"):
+        mp.attention_to_tokens(maps, query="cls")
 
 
 def test_attention_entropy_is_one_for_uniform_and_zero_for_one_hot_rows():
@@ -82,6 +88,8 @@ def test_attention_entropy_is_one_for_uniform_and_zero_for_one_hot_rows():
     assert entropy.shape == (2, 2)
     np.testing.assert_allclose(entropy, [[1, 1], [1, 0]], atol=1e-9)
     assert np.unravel_index(np.argmin(entropy), entropy.shape) == (1, 1)
+    peaked[0, 0, 1:] = torch.tensor([0.0, 1.0, 0.0, 0.0])  # every token row of head 0 on token 1
+    np.testing.assert_allclose(mp.attention_entropy([peaked], query="tokens"), [[0, 1]], atol=1e-9)
 
 
 def test_teacher_attention_maps_onto_its_lead_by_patch_grid():
