@@ -117,16 +117,19 @@ def unlabelled_records(
 
 def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, TrainConfig]:
     """Teacher size and schedules: tiny in smoke mode, a real (still CPU-sized) run otherwise."""
+    # A strided convolutional stem along each lead and per-lead pooling: on the workshop data
+    # they lifted test macro-AUC from 0.855 (linear patches, CLS) to 0.933 (README, teacher variants)
+    architecture = {"tokenizer": "stem", "pooling": "leads"}
     if smoke:
         return (
-            ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64),
+            ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64, **architecture),
             PretrainConfig(epochs=1, batch_size=64, progress=False),
             TrainConfig(epochs=2, batch_size=32, lr=1e-3, eval_windows=3, progress=False),
         )
     # 0.5 s patches (60 tokens per 2.5 s window) halve the cost of the 0.25 s default on a CPU
     full = current_scale(smoke) == "full"
     return (
-        ECGTransformerConfig(patch_len=50),
+        ECGTransformerConfig(patch_len=50, **architecture),
         PretrainConfig(epochs=10 if full else 4, batch_size=64),
         TrainConfig(epochs=40 if full else 20, batch_size=32, lr=1e-3),
     )

@@ -25,17 +25,19 @@ def test_variants_parse_and_bad_ones_are_named():
 
 
 def test_overrides_and_initialisation_changes_reach_the_model():
-    base = build_variant({}, smoke=True)
-    assert base.config.encoder == "bert" and base.config.tokenizer == "linear"
+    base = build_variant({}, smoke=True)  # the recipe: conv stem along each lead, lead pooling
+    assert (base.config.encoder, base.config.tokenizer, base.config.pooling) == ("bert", "stem", "leads")
     conv = build_variant({"model": {"encoder": "vit", "tokenizer": "conv"}}, smoke=True)
     assert (conv.config.encoder, conv.config.tokenizer) == ("vit", "conv")
     assert conv.config.d_model == base.config.d_model
     wide = build_variant({"embed_std": 0.5}, smoke=True)
     assert 0.4 < float(wide.lead_embed.weight.std()) < 0.6 and float(base.lead_embed.weight.std()) < 0.05
-    reset = build_variant({"reset_tokenizer": True}, smoke=True)  # Kaiming-uniform: bound 1 / sqrt(fan_in)
-    bound = 1 / base.config.patch_len**0.5
+    linear_spec = {"model": {"tokenizer": "linear", "pooling": "cls"}}  # the recipe before the stem
+    linear = build_variant(linear_spec, smoke=True)
+    reset = build_variant({**linear_spec, "reset_tokenizer": True}, smoke=True)
+    bound = 1 / base.config.patch_len**0.5  # Kaiming-uniform: bound 1 / sqrt(fan_in)
     assert float(reset.patch_embed.weight.abs().max()) <= bound
-    assert float(reset.patch_embed.weight.std()) > 2 * float(base.patch_embed.weight.std())
+    assert float(reset.patch_embed.weight.std()) > 2 * float(linear.patch_embed.weight.std())
     again = build_variant({}, smoke=True)  # seeded: the same variant, the same weights
     torch.testing.assert_close(again.classifier.weight, base.classifier.weight)
 
