@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,3 +83,13 @@ def test_variants_table_has_a_row_per_run_with_its_figures():
     assert lines[2] == "| default | `(the recipe)` | 0.855 | 0.822 (17) | not recorded | 115 | f313b34 |"
     assert lines[3] == ('| stem | `{"model": {"tokenizer": "stem"}}` | 0.864 | 0.860 (18) | '
                         "0.917 / 0.801 / 0.900 / - / 0.800 | 294 | efc0fd8 |")
+
+
+def test_readme_table_is_the_committed_variants_record():
+    """The README's teacher-variants table is what `teacher-variants --table` prints for the record."""
+    root = Path(__file__).resolve().parents[1]
+    record = json.loads((root / "results" / "teacher_variants_synthetic" / "variants.json").read_text())
+    assert variants_markdown(record) in (root / "README.md").read_text(), (
+        "README differs from results/teacher_variants_synthetic/variants.json: paste the output of "
+        "`python -m evl_lite teacher-variants --out results/teacher_variants_synthetic --table`"
+    )
