@@ -4,8 +4,14 @@ usage: train_toy.py OUT_DIR EPOCHS [--resume]
 """
 
 import json
+import signal
 import sys
 from pathlib import Path
+
+# Ctrl-C must raise KeyboardInterrupt here as in a terminal, even when this script inherits SIGINT
+# ignored (a shell starts background jobs that way: CI launched with `nohup ... &` once let the
+# run finish through the SIGINT test's interrupt).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
