@@ -111,9 +111,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     proc.send_signal(sig)
     proc.wait(timeout=120)
     assert not (killed / "result-0.json").exists(), "the run finished before it could be killed"
-    # killed between the two renames of a checkpoint write, only checkpoint.old is there
-    saved = state if state.is_file() else killed / "checkpoint.old" / "state.json"
-    done_before = json.loads(saved.read_text())["epoch"]
+    saved = _find_checkpoint(killed / "checkpoint")  # checkpoint.old if killed between the renames
+    done_before = json.loads((saved / "state.json").read_text())["epoch"]
     assert done_before < epochs - 1
 
     subprocess.run(

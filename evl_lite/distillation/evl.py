@@ -32,6 +32,7 @@ __all__ = [
     "method_losses",
 ]
 
+
 @dataclass(frozen=True)
 class DistillConfig:
     """Weights and settings of every distillation loss: one config for all methods."""
