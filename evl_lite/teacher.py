@@ -76,6 +76,7 @@ class ECGTransformerConfig(PretrainedConfig):
     pooling: str = "cls"  # pooled embedding: "cls" token, "mean" of the patch tokens, or "leads" (see pool())
     tokenizer: str = "linear"  # "linear" (ViT), "conv" (CNN inside each patch), "stem" (CNN along each lead)
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
+    stem_per_lead: bool = False  # "stem": one set of filters per lead (grouped convolutions) instead of shared
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
     def encoder_config(self) -> BertConfig | ViTConfig:
@@ -164,23 +165,26 @@ class LeadConvStem(nn.Module):
     The patches of one lead are put back end to end and run through strided convolutions
     (kernel 2s + 1, stride s, padding s, BatchNorm, ReLU) whose strides multiply to
     ``patch_len`` (:func:`stem_strides`), then a kernel-3 convolution to ``d`` at token
-    resolution. Weights are shared by the leads and leads never mix, so token (l, p) still
-    belongs to lead l and is centred on patch p, but it sees about one patch either side:
-    early convolutions of this kind make vision transformers train faster and tolerate larger
+    resolution. Leads never mix, so token (l, p) still belongs to lead l and is centred on
+    patch p, but it sees about one patch either side. The filters are shared by the leads, or
+    with ``groups=n_leads`` each lead has its own (grouped convolutions, ``stem_per_lead``: a
+    CNN's first layer also has lead-specific weights; the operation count is the same). Early
+    convolutions of this kind make vision transformers train faster and tolerate larger
     learning rates (Xiao et al. 2021, "Early convolutions help transformers see better").
     In the foundation stage the masked patches are zeroed before the stem, so no token sees
     what it must reconstruct.
     """
 
-    def __init__(self, patch_len: int, channels: int, d: int):
+    def __init__(self, patch_len: int, channels: int, d: int, groups: int = 1):
         super().__init__()
+        self.groups = groups
         layers: list[nn.Module] = []
         c_in = 1
         for s in stem_strides(patch_len):
-            conv = nn.Conv1d(c_in, channels, 2 * s + 1, s, s, bias=False)
-            layers += [conv, nn.BatchNorm1d(channels), nn.ReLU()]
+            conv = nn.Conv1d(c_in * groups, channels * groups, 2 * s + 1, s, s, bias=False, groups=groups)
+            layers += [conv, nn.BatchNorm1d(channels * groups), nn.ReLU()]
             c_in = channels
-        layers.append(nn.Conv1d(c_in, d, 3, padding=1))
+        layers.append(nn.Conv1d(c_in * groups, d * groups, 3, padding=1, groups=groups))
         self.convs = nn.Sequential(*layers)
 
     def reset_parameters(self) -> None:
@@ -191,9 +195,11 @@ class LeadConvStem(nn.Module):
 
     def forward(self, patches: Tensor) -> Tensor:
         *lead_shape, n_patches, patch_len = patches.shape
-        signal = patches.reshape(-1, 1, n_patches * patch_len)  # [M, 1, P * patch_len], one row per lead
-        h = self.convs(signal)  # [M, d, P]
-        return h.transpose(1, 2).reshape(*lead_shape, n_patches, -1)
+        if self.groups > 1 and lead_shape[-1] != self.groups:
+            raise ValueError(f"a stem with {self.groups} lead groups got {lead_shape[-1]} leads")
+        signal = patches.reshape(-1, self.groups, n_patches * patch_len)  # each lead end to end
+        h = self.convs(signal)  # [M, groups * d, P], each group's d channels together
+        return h.reshape(*lead_shape, -1, n_patches).transpose(-1, -2)  # [..., P, d]
 
 
 class ECGTransformer(PreTrainedModel):
@@ -210,7 +216,8 @@ class ECGTransformer(PreTrainedModel):
         if config.tokenizer == "conv":
             self.patch_embed: nn.Module = PatchConvTokenizer(config.patch_len, config.tokenizer_channels, d)
         elif config.tokenizer == "stem":
-            self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d)
+            groups = config.n_leads if config.stem_per_lead else 1
+            self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d, groups)
         else:
             self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
         self.lead_embed = nn.Embedding(config.n_leads, d)

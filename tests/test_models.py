@@ -255,8 +255,9 @@ def test_lead_pooling_projects_the_per_lead_token_means():
     torch.testing.assert_close(out.logits, model.classifier(expected))
 
 
-def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden():
-    model = tiny_teacher(tokenizer="stem")
+@pytest.mark.parametrize("per_lead", [False, True])
+def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden(per_lead):
+    model = tiny_teacher(tokenizer="stem", stem_per_lead=per_lead).eval()
     assert [m.stride[0] for m in model.patch_embed.convs if isinstance(m, torch.nn.Conv1d)] == [5, 5, 1]
     x = torch.randn(1, 12, 250)
     changed = x.clone()
@@ -272,6 +273,21 @@ def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden():
         _, da = model.masked_patch_loss(x, mask=mask)
         _, db = model.masked_patch_loss(changed, mask=mask)
     torch.testing.assert_close(da["prediction"], db["prediction"])  # the hidden patch leaks nowhere
+
+
+def test_per_lead_stem_with_every_lead_given_the_shared_filters_is_the_shared_stem():
+    shared = tiny_teacher(tokenizer="stem").patch_embed.eval()
+    per_lead = tiny_teacher(tokenizer="stem", stem_per_lead=True).patch_embed.eval()
+    assert per_lead.groups == 12
+    with torch.no_grad():
+        for mine, theirs in zip(per_lead.convs, shared.convs, strict=True):
+            for name, value in theirs.state_dict().items():
+                if value.ndim:  # conv weights [out, in, k] and BatchNorm vectors: lead-major blocks
+                    getattr(mine, name).copy_(value.repeat(12, *[1] * (value.ndim - 1)))
+        patches = tiny_teacher().patchify(torch.randn(2, 12, 250))
+        torch.testing.assert_close(per_lead(patches), shared(patches))
+        with pytest.raises(ValueError, match="12 lead groups got 11 leads"):
+            per_lead(patches[:, :11])
 
 
 def test_teacher_checkpoint_errors_are_clear(tmp_path):
