@@ -76,7 +76,7 @@ class ECGTransformerConfig(PretrainedConfig):
     pooling: str = "cls"  # pooled embedding: "cls" token, "mean" of the patch tokens, or "leads" (see pool())
     tokenizer: str = "linear"  # "linear" (ViT), "conv" (CNN inside each patch), "stem" (CNN along each lead)
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
-    stem_per_lead: bool = False  # "stem": one set of filters per lead (grouped convolutions) instead of shared
+    stem_per_lead: bool = False  # "stem": each lead its own filters (grouped convolutions), not shared
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
     def encoder_config(self) -> BertConfig | ViTConfig:
