@@ -46,6 +46,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-2  # peak learning rate of the one-cycle schedule
+    lr_scale: dict[str, float] | None = None  # parameter-name prefix -> multiple of lr (parameter_groups)
     weight_decay: float = 1e-2
     crop: int | None = 250  # training window in samples (2.5 s at 100 Hz); None = whole record
     eval_windows: int = 7  # sliding windows at evaluation, prediction = max over windows
@@ -53,6 +54,29 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     progress: bool = True
+
+
+def parameter_groups(
+    named: list[tuple[str, nn.Parameter]], lr: float, lr_scale: dict[str, float] | None
+) -> list[dict]:
+    """Optimizer groups: a parameter whose name starts with a key of ``lr_scale`` gets ``lr * scale``.
+
+    The first matching prefix wins; every other parameter forms the first group, at ``lr``.
+    Frozen parameters are left out. A prefix that matches nothing is an error (a typo would
+    otherwise change nothing silently).
+    """
+    lr_scale = lr_scale or {}
+    groups: dict[float, list[nn.Parameter]] = {1.0: []}
+    used = set()
+    for name, parameter in named:
+        if not parameter.requires_grad:
+            continue
+        prefix = next((k for k in lr_scale if name.startswith(k)), None)
+        used.add(prefix)
+        groups.setdefault(lr_scale[prefix] if prefix else 1.0, []).append(parameter)
+    if unused := set(lr_scale) - used:
+        raise ValueError(f"lr_scale prefixes {sorted(unused)} match no trainable parameter")
+    return [{"params": ps, "lr": lr * scale} for scale, ps in groups.items() if ps]
 
 
 @dataclass
@@ -287,14 +311,18 @@ def train(
     train_loader = DataLoader(train_ds, batch_size=per_process_batch, sampler=sampler)
     val_loader = make_loader(val_ds, config.batch_size, shuffle=False)
 
-    params = [p for p in [*model.parameters(), *objective.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    named = [*model.named_parameters(), *(("objective." + n, p) for n, p in objective.named_parameters())]
+    groups = parameter_groups(named, config.lr, config.lr_scale)
+    params = [p for group in groups for p in group["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * max(
         1,
         len(train_loader) // accelerator.num_processes
         + int(len(train_loader) % accelerator.num_processes > 0),
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max(steps, 1))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[group["lr"] for group in groups], total_steps=max(steps, 1)
+    )
     needs_teacher = objective.needs_teacher
     model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, val_loader, scheduler

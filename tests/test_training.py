@@ -27,6 +27,7 @@ from evl_lite.training import (
     TrainConfig,
     _find_checkpoint,
     _save_checkpoint,
+    parameter_groups,
     predict,
     train,
     window_starts,
@@ -67,6 +68,30 @@ def test_loop_learns_and_same_seed_gives_same_metrics(toy, tmp_path):
     ckpt = tmp_path / "run0" / "checkpoint"
     assert {p.name for p in ckpt.iterdir()} >= {"model.safetensors", "best_model.safetensors", "state.json"}
     assert not list(tmp_path.glob("run0/checkpoint.*"))  # no temp or old directory left behind
+
+
+def test_parameter_groups_scale_the_learning_rate_by_name_prefix():
+    named = list(tiny_teacher().named_parameters())
+    groups = parameter_groups(named, 1e-3, {"patch_embed": 10.0, "classifier": 0.5})
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-2, 5e-4])
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for _, p in named) and len(set(ids)) == len(ids)
+    assert {id(p) for n, p in named if n.startswith("classifier")} == {id(p) for p in groups[2]["params"]}
+    assert len(parameter_groups(named, 1e-3, None)) == 1
+    with pytest.raises(ValueError, match=r"\['clasifier'\] match no trainable parameter"):
+        parameter_groups(named, 1e-3, {"clasifier": 2.0})
+
+
+def test_a_zero_learning_rate_scale_freezes_those_parameters_in_training(toy):
+    train_split, val_split = toy
+    torch.manual_seed(0)
+    model = ECGStudentCNN(StudentConfig())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    config = TrainConfig(**{**FAST.__dict__, "epochs": 1, "lr_scale": {"classifier": 0.0}})
+    train(model, train_split, val_split, config)
+    after = dict(model.named_parameters())
+    assert all(torch.equal(after[n], before[n]) for n in before if n.startswith("classifier"))
+    assert not torch.equal(after["blocks.3.main.10.weight"], before["blocks.3.main.10.weight"])
 
 
 def test_model_ends_with_its_best_validation_weights(toy):
