@@ -25,6 +25,7 @@ def test_variants_parse_and_bad_ones_are_named():
         parse_variant('x={"model": ')
 
 
+@torch.no_grad()  # only weights are read here
 def test_overrides_and_initialisation_changes_reach_the_model():
     base = build_variant({}, smoke=True)  # the recipe: conv stem along each lead, lead pooling
     assert (base.config.encoder, base.config.tokenizer, base.config.pooling) == ("bert", "stem", "leads")
