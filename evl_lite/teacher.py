@@ -79,6 +79,7 @@ class ECGTransformerConfig(PretrainedConfig):
     tokenizer: str = "linear"  # "linear" (ViT), "conv" (CNN inside each patch), "stem" (CNN along each lead)
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
     stem_per_lead: bool = False  # "stem": each lead its own filters (grouped convolutions), not shared
+    amplitude_embedding: bool = False  # add an embedding of each patch's log amplitude (patch_amplitude())
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
     def encoder_config(self) -> BertConfig | ViTConfig:
@@ -148,6 +149,20 @@ class PatchConvTokenizer(nn.Module):
         shape = patches.shape
         h = self.convs(patches.reshape(-1, 1, shape[-1]))  # [M, channels, ceil(patch_len / 2)]
         return self.project(h.flatten(1)).reshape(*shape[:-1], -1)
+
+
+def patch_amplitude(patches: Tensor, eps: float = 1e-3) -> Tensor:
+    """[..., patch_len] -> [..., 2]: log RMS and log peak-to-peak amplitude of each patch.
+
+    ``log(sqrt(mean(x^2)) + eps)`` and ``log(max(x) - min(x) + eps)``. The embedding
+    LayerNorm rescales every token to unit variance, and a ReLU stem is nearly positively
+    homogeneous, so a token barely knows how large its patch is next to the others of its lead
+    (a tall R wave, a small ST shift: hypertrophy and ST-T changes). These two numbers,
+    linearly embedded and added before the LayerNorm, say it explicitly.
+    """
+    rms = patches.pow(2).mean(-1).sqrt()
+    peak_to_peak = patches.amax(-1) - patches.amin(-1)
+    return torch.stack([(rms + eps).log(), (peak_to_peak + eps).log()], dim=-1)
 
 
 def stem_strides(patch_len: int) -> list[int]:
@@ -222,6 +237,8 @@ class ECGTransformer(PreTrainedModel):
             self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d, groups)
         else:
             self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
+        if config.amplitude_embedding:  # [log RMS, log peak-to-peak] -> [d]
+            self.amplitude_embed = nn.Linear(2, d)
         self.lead_embed = nn.Embedding(config.n_leads, d)
         self.time_embed = nn.Embedding(config.max_patches_per_lead, d)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
@@ -239,6 +256,8 @@ class ECGTransformer(PreTrainedModel):
         self.post_init()
         if isinstance(self.patch_embed, LeadConvStem):  # PyTorch's init for the stem, not BERT's N(0, 0.02)
             self.patch_embed.reset_parameters()
+        if config.amplitude_embedding:  # as large as the stem's tokens, or the LayerNorm drowns it
+            self.amplitude_embed.reset_parameters()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -274,6 +293,8 @@ class ECGTransformer(PreTrainedModel):
         if mask is not None:  # [B, 12, P] bool: zero the hidden samples (the stem sees neighbours)
             patches = patches.masked_fill(mask[..., None], 0.0)
         h = self.patch_embed(patches)  # [B, 12, P, d]
+        if self.config.amplitude_embedding:
+            h = h + self.amplitude_embed(patch_amplitude(patches))
         if mask is not None:  # hide the content, keep the position
             h = torch.where(mask[..., None], self.mask_token.to(h.dtype), h)
         h = h + self.lead_embed.weight[None, :, None, :] + self.time_embed.weight[None, None, :n_patches, :]

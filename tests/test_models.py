@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from evl_lite.errors import ECGDataError
 from evl_lite.model_output import ModelOutput, TokenLayout, count_parameters
 from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.teacher import ECGTransformer, ECGTransformerConfig, patch_amplitude
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
@@ -255,9 +255,9 @@ def test_lead_pooling_projects_the_per_lead_token_means():
     torch.testing.assert_close(out.logits, model.classifier(expected))
 
 
-@pytest.mark.parametrize("per_lead", [False, True])
-def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden(per_lead):
-    model = tiny_teacher(tokenizer="stem", stem_per_lead=per_lead).eval()
+@pytest.mark.parametrize("options", [{}, {"stem_per_lead": True}, {"amplitude_embedding": True}])
+def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden(options):
+    model = tiny_teacher(tokenizer="stem", **options).eval()
     assert [m.stride[0] for m in model.patch_embed.convs if isinstance(m, torch.nn.Conv1d)] == [5, 5, 1]
     x = torch.randn(1, 12, 250)
     changed = x.clone()
@@ -273,6 +273,24 @@ def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden(per_lead)
         _, da = model.masked_patch_loss(x, mask=mask)
         _, db = model.masked_patch_loss(changed, mask=mask)
     torch.testing.assert_close(da["prediction"], db["prediction"])  # the hidden patch leaks nowhere
+
+
+def test_amplitude_embedding_sees_the_size_of_each_patch():
+    square = torch.tensor([1.0, -1.0] * 10)  # RMS 1, peak-to-peak 2
+    amplitude = patch_amplitude(torch.stack([3.0 * square, torch.zeros(20)]), eps=1e-3)
+    torch.testing.assert_close(amplitude[0], torch.tensor([3.0 + 1e-3, 6.0 + 1e-3]).log())
+    torch.testing.assert_close(amplitude[1], torch.full((2,), 1e-3).log())
+    model = tiny_teacher(tokenizer="stem", amplitude_embedding=True)
+    plain = tiny_teacher(tokenizer="stem")
+    assert model.amplitude_embed.weight.abs().max() > 0.1  # PyTorch's init: not drowned by the stem
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["amplitude_embed.bias", "amplitude_embed.weight"]
+    x = torch.randn(1, 12, 250)
+    with torch.no_grad():
+        assert not torch.allclose(model(x).tokens, plain(x).tokens, atol=1e-3)
+        model.amplitude_embed.weight.zero_()
+        model.amplitude_embed.bias.zero_()
+        torch.testing.assert_close(model(x).tokens, plain(x).tokens)  # the one difference is that term
 
 
 def test_per_lead_stem_with_every_lead_given_the_shared_filters_is_the_shared_stem():
