@@ -80,6 +80,7 @@ class ECGTransformerConfig(PretrainedConfig):
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
     stem_per_lead: bool = False  # "stem": each lead its own filters (grouped convolutions), not shared
     amplitude_embedding: bool = False  # add an embedding of each patch's log amplitude (patch_amplitude())
+    lead_mixing: bool = False  # a learned residual lead transform before the tokenizer (mix_leads())
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
     def encoder_config(self) -> BertConfig | ViTConfig:
@@ -237,6 +238,8 @@ class ECGTransformer(PreTrainedModel):
             self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d, groups)
         else:
             self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
+        if config.lead_mixing:  # W [12, 12], zero at first: every lead starts as itself
+            self.lead_mix = nn.Parameter(torch.zeros(config.n_leads, config.n_leads))
         if config.amplitude_embedding:  # [log RMS, log peak-to-peak] -> [d]
             self.amplitude_embed = nn.Linear(2, d)
         self.lead_embed = nn.Embedding(config.n_leads, d)
@@ -285,6 +288,18 @@ class ECGTransformer(PreTrainedModel):
         b, n_leads, t = x.shape
         return x.reshape(b, n_leads, t // self.config.patch_len, self.config.patch_len)
 
+    def mix_leads(self, patches: Tensor) -> Tensor:
+        """[B, 12, P, L] -> [B, 12, P, L]: x_l + sum_m W_lm x_m, sample by sample (``lead_mixing``).
+
+        A CNN's first layer combines all leads at every sample, so it can average away
+        electrode noise and rebuild the heart's dipole before any nonlinearity (as the Kors
+        matrix turns 12 leads into a vectorcardiogram); lead tokens that never mix below the
+        attention cannot. W starts at zero and weight decay pulls it back there, so token l
+        stays lead l plus what the task needs of the others. Masked patches are zeroed before
+        the mixing, so a hidden patch still reaches no token.
+        """
+        return patches + torch.einsum("lm,bmpt->blpt", self.lead_mix, patches)
+
     # ---------------------------------------------------------------- encoder
     def _encode(self, x: Tensor, mask: Tensor | None, output_attentions: bool) -> tuple[Tensor, tuple | None]:
         """Embed, optionally mask, encode: hidden [B, 1 + 12 * P, d] (CLS first) and attentions."""
@@ -292,6 +307,8 @@ class ECGTransformer(PreTrainedModel):
         b, n_leads, n_patches, _ = patches.shape
         if mask is not None:  # [B, 12, P] bool: zero the hidden samples (the stem sees neighbours)
             patches = patches.masked_fill(mask[..., None], 0.0)
+        if self.config.lead_mixing:
+            patches = self.mix_leads(patches)
         h = self.patch_embed(patches)  # [B, 12, P, d]
         if self.config.amplitude_embedding:
             h = h + self.amplitude_embed(patch_amplitude(patches))

@@ -293,6 +293,31 @@ def test_amplitude_embedding_sees_the_size_of_each_patch():
         torch.testing.assert_close(model(x).tokens, plain(x).tokens)  # the one difference is that term
 
 
+def test_lead_mixing_starts_as_the_identity_and_keeps_masked_patches_hidden():
+    model = tiny_teacher(tokenizer="stem", lead_mixing=True)
+    plain = tiny_teacher(tokenizer="stem")
+    assert torch.equal(model.lead_mix, torch.zeros(12, 12))
+    model.load_state_dict({**plain.state_dict(), "lead_mix": model.lead_mix.detach()})
+    x = torch.randn(1, 12, 250)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).tokens, plain(x).tokens)  # W = 0: each lead is itself
+        model.lead_mix[0, 3] = 0.5  # lead 0 now also hears lead 3
+        patches = model.patchify(x)
+        mixed = model.mix_leads(patches)
+        torch.testing.assert_close(mixed[:, 0], patches[:, 0] + 0.5 * patches[:, 3])
+        torch.testing.assert_close(mixed[:, 1:], patches[:, 1:])
+        changed = x.clone()
+        changed[0, 3, 100:125] += 5.0  # lead 3, patch 4
+        moved = (model.patch_embed(model.mix_leads(model.patchify(changed))) - model.patch_embed(mixed))
+        moved = moved.abs().amax(-1)[0]  # [12, P]
+        assert moved[0, 4] > 0 and moved[3, 4] > 0 and moved[5, 4] == 0  # lead 0 sees lead 3, lead 5 does not
+        mask = torch.zeros(1, 12, 10, dtype=torch.bool)
+        mask[0, 3, 4] = True
+        _, da = model.masked_patch_loss(x, mask=mask)
+        _, db = model.masked_patch_loss(changed, mask=mask)
+    torch.testing.assert_close(da["prediction"], db["prediction"])  # zeroed before mixing: still hidden
+
+
 def test_per_lead_stem_with_every_lead_given_the_shared_filters_is_the_shared_stem():
     shared = tiny_teacher(tokenizer="stem").patch_embed.eval()
     per_lead = tiny_teacher(tokenizer="stem", stem_per_lead=True).patch_embed.eval()
