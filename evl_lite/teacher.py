@@ -79,6 +79,7 @@ class ECGTransformerConfig(PretrainedConfig):
     tokenizer: str = "linear"  # "linear" (ViT), "conv" (CNN inside each patch), "stem" (CNN along each lead)
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
     stem_per_lead: bool = False  # "stem": each lead its own filters (grouped convolutions), not shared
+    stem_blocks: int = 0  # "stem": residual blocks after each strided convolution (a deeper, ResNet-like stem)
     amplitude_embedding: bool = False  # add an embedding of each patch's log amplitude (patch_amplitude())
     lead_mixing: bool = False  # a learned residual lead transform before the tokenizer (mix_leads())
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
@@ -177,6 +178,28 @@ def stem_strides(patch_len: int) -> list[int]:
     return strides
 
 
+class StemResidualBlock(nn.Module):
+    """y = ReLU(x + BN(conv(ReLU(BN(conv(x)))))): two kernel-7 convolutions at one resolution.
+
+    A basic ResNet block (He et al. 2016) in one dimension; with ``groups`` leads each lead
+    keeps its own channels, so nothing crosses from one lead to another.
+    """
+
+    def __init__(self, channels: int, groups: int = 1, kernel: int = 7):
+        super().__init__()
+        width = channels * groups
+        self.main = nn.Sequential(
+            nn.Conv1d(width, width, kernel, padding=kernel // 2, bias=False, groups=groups),
+            nn.BatchNorm1d(width),
+            nn.ReLU(),
+            nn.Conv1d(width, width, kernel, padding=kernel // 2, bias=False, groups=groups),
+            nn.BatchNorm1d(width),
+        )
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.relu(h + self.main(h))
+
+
 class LeadConvStem(nn.Module):
     """A convolutional stem along each lead: [..., P, patch_len] -> [..., P, d] (the "stem" tokenizer).
 
@@ -190,10 +213,12 @@ class LeadConvStem(nn.Module):
     convolutions of this kind make vision transformers train faster and tolerate larger
     learning rates (Xiao et al. 2021, "Early convolutions help transformers see better").
     In the foundation stage the masked patches are zeroed before the stem, so no token sees
-    what it must reconstruct.
+    what it must reconstruct. With ``blocks > 0`` each strided layer is followed by that many
+    :class:`StemResidualBlock` at its resolution: a deeper stem, as in hybrid ViTs whose tokens
+    come from a ResNet's feature map (Dosovitskiy et al. 2021), still one lead per token.
     """
 
-    def __init__(self, patch_len: int, channels: int, d: int, groups: int = 1):
+    def __init__(self, patch_len: int, channels: int, d: int, groups: int = 1, blocks: int = 0):
         super().__init__()
         self.groups = groups
         layers: list[nn.Module] = []
@@ -201,13 +226,14 @@ class LeadConvStem(nn.Module):
         for s in stem_strides(patch_len):
             conv = nn.Conv1d(c_in * groups, channels * groups, 2 * s + 1, s, s, bias=False, groups=groups)
             layers += [conv, nn.BatchNorm1d(channels * groups), nn.ReLU()]
+            layers += [StemResidualBlock(channels, groups) for _ in range(blocks)]
             c_in = channels
         layers.append(nn.Conv1d(c_in * groups, d * groups, 3, padding=1, groups=groups))
         self.convs = nn.Sequential(*layers)
 
     def reset_parameters(self) -> None:
         """PyTorch's own initialisation (Kaiming-uniform convolutions, unit BatchNorm)."""
-        for m in self.convs:
+        for m in self.convs.modules():
             if isinstance(m, nn.Conv1d | nn.BatchNorm1d):
                 m.reset_parameters()
 
@@ -235,7 +261,8 @@ class ECGTransformer(PreTrainedModel):
             self.patch_embed: nn.Module = PatchConvTokenizer(config.patch_len, config.tokenizer_channels, d)
         elif config.tokenizer == "stem":
             groups = config.n_leads if config.stem_per_lead else 1
-            self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d, groups)
+            self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d, groups,
+                                            config.stem_blocks)
         else:
             self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
         if config.lead_mixing:  # W [12, 12], zero at first: every lead starts as itself
