@@ -13,7 +13,13 @@ from safetensors.torch import load_file
 from evl_lite.errors import ECGDataError
 from evl_lite.model_output import ModelOutput, TokenLayout, count_parameters
 from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig, patch_amplitude
+from evl_lite.teacher import (
+    ECGTransformer,
+    ECGTransformerConfig,
+    StemResidualBlock,
+    patch_amplitude,
+    stem_strides,
+)
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 
@@ -255,7 +261,11 @@ def test_lead_pooling_projects_the_per_lead_token_means():
     torch.testing.assert_close(out.logits, model.classifier(expected))
 
 
-@pytest.mark.parametrize("options", [{}, {"stem_per_lead": True}, {"amplitude_embedding": True}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"stem_per_lead": True}, {"amplitude_embedding": True}, {"stem_blocks": 1},
+     {"stem_blocks": 2, "stem_per_lead": True}],
+)
 def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden(options):
     model = tiny_teacher(tokenizer="stem", **options).eval()
     assert [m.stride[0] for m in model.patch_embed.convs if isinstance(m, torch.nn.Conv1d)] == [5, 5, 1]
@@ -273,6 +283,21 @@ def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden(options):
         _, da = model.masked_patch_loss(x, mask=mask)
         _, db = model.masked_patch_loss(changed, mask=mask)
     torch.testing.assert_close(da["prediction"], db["prediction"])  # the hidden patch leaks nowhere
+
+
+def test_stem_residual_blocks_are_identity_plus_a_branch_at_every_resolution():
+    model = tiny_teacher(tokenizer="stem", stem_blocks=2)
+    blocks = [m for m in model.patch_embed.convs if isinstance(m, StemResidualBlock)]
+    assert len(blocks) == 2 * len(stem_strides(model.config.patch_len))  # two after each strided layer
+    block = blocks[0].eval()
+    h = torch.randn(3, 32, 40)
+    with torch.no_grad():
+        assert not torch.allclose(block(h), h.relu())
+        block.main[-1].weight.zero_()  # the branch's last BatchNorm silenced: y = ReLU(x)
+        block.main[-1].bias.zero_()
+        torch.testing.assert_close(block(h), h.relu())
+    extra = count_parameters(model) - count_parameters(tiny_teacher(tokenizer="stem"))
+    assert extra == sum(count_parameters(b) for b in blocks)  # the blocks are the only new weights
 
 
 def test_amplitude_embedding_sees_the_size_of_each_patch():
