@@ -35,6 +35,7 @@ class PretrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.05
     mask_ratio: float = 0.5
+    normalize_target: bool = False  # reconstruct each patch z-scored (MAE's normalised pixels)
     crop: int | None = 250  # random windows of this many samples (2.5 s at 100 Hz)
     val_fraction: float = 0.1  # held-out records on which the reconstruction loss is tracked
     seed: int = 0
@@ -95,7 +96,8 @@ def pretrain(
         model.train()
         losses = []
         for (batch,) in loader:
-            loss, _ = raw.masked_patch_loss(_random_crops(batch, config.crop), mask_ratio=config.mask_ratio)
+            loss, _ = raw.masked_patch_loss(_random_crops(batch, config.crop), mask_ratio=config.mask_ratio,
+                                            normalize_target=config.normalize_target)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -106,7 +108,8 @@ def pretrain(
         if n_val:
             model.eval()
             with torch.inference_mode():
-                vloss, _ = raw.masked_patch_loss(val_windows.to(accelerator.device), mask=val_mask)
+                vloss, _ = raw.masked_patch_loss(val_windows.to(accelerator.device), mask=val_mask,
+                                                 normalize_target=config.normalize_target)
             row["val_loss"] = float(vloss)
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}")

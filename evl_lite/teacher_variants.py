@@ -4,8 +4,10 @@ The search behind issue 3 ("a teacher better than its student"). A variant is a 
 JSON object that overrides the workshop recipe::
 
     {"model": {...ECGTransformerConfig fields...}, "train": {...TrainConfig fields...},
-     "pretrain_epochs": 0, "embed_std": 0.5, "reset_tokenizer": true}
+     "pretrain_epochs": 0, "pretrain": {...PretrainConfig fields...}, "embed_std": 0.5,
+     "reset_tokenizer": true}
 
+``pretrain`` overrides the recipe's pretraining (used only when ``pretrain_epochs`` > 0).
 ``embed_std`` re-draws the lead and time embeddings with that standard deviation;
 ``reset_tokenizer`` gives the patch embedding PyTorch's default (Kaiming-uniform)
 initialisation instead of BERT's N(0, 0.02). Each result (validation and test macro-AUC,
@@ -16,6 +18,7 @@ rewritten atomically, so an interrupted search keeps every finished variant.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -33,7 +36,7 @@ from evl_lite.reproducibility import provenance
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.training import predict, train
 
-SPEC_KEYS = {"model", "train", "pretrain_epochs", "embed_std", "reset_tokenizer"}
+SPEC_KEYS = {"model", "train", "pretrain_epochs", "pretrain", "embed_std", "reset_tokenizer"}
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -74,7 +77,8 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
     start = time.perf_counter()
     model = build_variant(spec, smoke, seed)
     if spec.get("pretrain_epochs"):  # the recipe's pretraining, for this many epochs
-        pre_config.epochs, pre_config.seed, pre_config.progress = spec["pretrain_epochs"], seed, False
+        overrides = {**spec.get("pretrain", {}), "epochs": spec["pretrain_epochs"], "seed": seed, "progress": False}
+        pre_config = dataclasses.replace(pre_config, **overrides)  # an unknown field is a TypeError
         pretrain(model, data.train.x, pre_config)
     result = train(model, data.train, data.val, fine_config)
     window = {"crop": fine_config.crop, "n_windows": fine_config.eval_windows}
