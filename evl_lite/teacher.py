@@ -79,7 +79,7 @@ class ECGTransformerConfig(PretrainedConfig):
     tokenizer: str = "linear"  # "linear" (ViT), "conv" (CNN inside each patch), "stem" (CNN along each lead)
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
     stem_per_lead: bool = False  # "stem": each lead its own filters (grouped convolutions), not shared
-    stem_blocks: int = 0  # "stem": residual blocks after each strided convolution (a deeper, ResNet-like stem)
+    stem_blocks: int = 0  # "stem": residual blocks after each strided convolution (a deeper stem)
     amplitude_embedding: bool = False  # add an embedding of each patch's log amplitude (patch_amplitude())
     lead_mixing: bool = False  # a learned residual lead transform before the tokenizer (mix_leads())
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)

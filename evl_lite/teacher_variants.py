@@ -77,7 +77,8 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
     start = time.perf_counter()
     model = build_variant(spec, smoke, seed)
     if spec.get("pretrain_epochs"):  # the recipe's pretraining, for this many epochs
-        overrides = {**spec.get("pretrain", {}), "epochs": spec["pretrain_epochs"], "seed": seed, "progress": False}
+        overrides = {**spec.get("pretrain", {}), "epochs": spec["pretrain_epochs"], "seed": seed,
+                     "progress": False}
         pre_config = dataclasses.replace(pre_config, **overrides)  # an unknown field is a TypeError
         pretrain(model, data.train.x, pre_config)
     result = train(model, data.train, data.val, fine_config)

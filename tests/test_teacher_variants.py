@@ -27,8 +27,10 @@ def test_variants_parse_and_bad_ones_are_named():
 
 @torch.no_grad()  # only weights are read here
 def test_overrides_and_initialisation_changes_reach_the_model():
-    base = build_variant({}, smoke=True)  # the recipe: conv stem along each lead, lead pooling
+    base = build_variant({}, smoke=True)  # the recipe: a conv stem with residual blocks along each lead,
+    # lead pooling
     assert (base.config.encoder, base.config.tokenizer, base.config.pooling) == ("bert", "stem", "leads")
+    assert base.config.stem_blocks == 1
     conv = build_variant({"model": {"encoder": "vit", "tokenizer": "conv"}}, smoke=True)
     assert (conv.config.encoder, conv.config.tokenizer) == ("vit", "conv")
     assert conv.config.d_model == base.config.d_model
