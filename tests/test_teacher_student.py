@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from toy_ecg import toy_split
@@ -61,3 +62,14 @@ def test_a_teacher_made_on_other_data_is_refused(tmp_path):
     other = BenchmarkData(root=tmp_path / "b", splits=data.splits, source="synthetic")
     with pytest.raises(ECGDataError, match="trained on .*a .*not on .*b"):
         get_teacher(tmp_path / "teacher", other, smoke=True)
+
+
+@pytest.mark.parametrize("record", ["teacher_student_synthetic", "teacher_student_ptbxl500"])
+def test_readme_quotes_the_committed_teacher_student_records(record):
+    root = Path(__file__).resolve().parents[1]
+    summary = json.loads((root / "results" / record / "teacher_student.json").read_text())
+    readme = (root / "README.md").read_text()
+    for model in ("teacher", "student"):
+        stats = summary[f"{model}_test_macro_auc"]
+        quoted = f"{stats['mean']:.3f} ± {stats['sd']:.3f} (" + ", ".join(f"{v:.3f}" for v in stats["values"])
+        assert quoted in readme, f"README does not quote {record}'s {model}: {quoted}"
