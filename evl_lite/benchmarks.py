@@ -179,6 +179,55 @@ def bench_components(batch_size: int = 64, crop: int = 250, repeats: int = 20) -
     }
 
 
+def bench_teacher_step(
+    against: dict | None = None, batch_size: int = 32, crop: int = 250, repeats: int = 20
+) -> dict:
+    """Training step (forward, backward, AdamW) of the workshop teacher vs the same recipe with
+    ``against`` overriding its config (default: no stem blocks), timed interleaved (median ms).
+
+    The ratio says what a recipe change costs in notebook 02's fine-tuning, on one machine in one run.
+    """
+    from torch.nn import functional as F
+
+    from evl_lite.recipes import teacher_recipe
+    from evl_lite.teacher import ECGTransformerConfig
+
+    against = {"stem_blocks": 0} if against is None else against
+    recipe = teacher_recipe(smoke=False)[0]
+    configs = {"recipe": recipe, "against": ECGTransformerConfig(**{**recipe.to_dict(), **against})}
+    x = torch.randn(batch_size, 12, crop)
+    y = (torch.rand(batch_size, 5) < 0.3).float()
+    steps, parameters = {}, {}
+    for name, config in configs.items():
+        torch.manual_seed(0)
+        model = ECGTransformer(config).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        parameters[name] = sum(p.numel() for p in model.parameters())
+
+        def step(model=model, optimizer=optimizer) -> None:
+            optimizer.zero_grad(set_to_none=True)
+            F.binary_cross_entropy_with_logits(model(x).logits, y).backward()
+            optimizer.step()
+
+        steps[name] = step
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):  # interleaved, so that drift in the machine's load hits both alike
+        for name, step in steps.items():
+            times[name].append(_median_ms(step, 1, warmup=1))
+    recipe_ms, against_ms = (float(np.median(times[name])) for name in ("recipe", "against"))
+    return {
+        "against": against,
+        "batch_size": batch_size,
+        "crop": crop,
+        "torch_threads": torch.get_num_threads(),
+        "recipe_parameters": parameters["recipe"],
+        "against_parameters": parameters["against"],
+        "recipe_step_ms": recipe_ms,
+        "against_step_ms": against_ms,
+        "ratio": recipe_ms / against_ms,
+    }
+
+
 def bench_edge(experiment_dir: str, method: str = "evl", seed: int = 0, repeats: int = 20) -> dict:
     """Teacher vs student at the edge, from a finished experiment (``python -m evl_lite experiment``).
 

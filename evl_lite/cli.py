@@ -139,6 +139,22 @@ def _exercises(args: argparse.Namespace) -> int:
     return exercises_command(args)
 
 
+def _bench_teacher_step(args: argparse.Namespace) -> int:
+    from evl_lite.benchmarks import bench_teacher_step
+
+    try:
+        against = json.loads(args.against)
+    except json.JSONDecodeError as exc:
+        print(f"error: --against {args.against!r} is not valid JSON ({exc})", file=sys.stderr)
+        return 2
+    if not isinstance(against, dict):
+        print(f"error: --against must be a JSON object of teacher config fields, not {args.against!r}",
+              file=sys.stderr)
+        return 2
+    _print_json(bench_teacher_step(against, repeats=args.repeats))
+    return 0
+
+
 def _bench_deployment(args: argparse.Namespace) -> int:
     from evl_lite.benchmarks import bench_edge
 
@@ -266,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="ECGs per batch")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
     p.set_defaults(func=_bench_components)
+    p = bench_cmds.add_parser(
+        "teacher-step", help="training step of the teacher recipe vs the recipe with other config fields"
+    )
+    p.add_argument("--against", default='{"stem_blocks": 0}', help="JSON: teacher config fields to override")
+    p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
+    p.set_defaults(func=_bench_teacher_step)
     p = bench_cmds.add_parser("deployment", help="teacher vs student at the edge; int8 and ONNX versions")
     p.add_argument("experiment", help="a finished `experiment --out` directory")
     p.add_argument("--method", default="evl")

@@ -477,3 +477,23 @@ def test_teacher_mean_pooling_is_the_mean_of_the_patch_tokens():
     torch.testing.assert_close(out.pooled, out.tokens.mean(1))
     model.config.pooling = "cls"
     assert not torch.allclose(model(torch.randn(2, 12, 250)).pooled, out.tokens.mean(1))
+
+
+def test_teacher_step_benchmark_pairs_the_recipe_with_its_override(capsys):
+    from evl_lite.benchmarks import bench_teacher_step
+    from evl_lite.cli import main
+    from evl_lite.recipes import teacher_recipe
+
+    result = bench_teacher_step(batch_size=2, repeats=1)  # against the recipe without stem blocks
+    recipe = ECGTransformer(teacher_recipe(smoke=False)[0])
+    blocks = [m for m in recipe.patch_embed.modules() if isinstance(m, StemResidualBlock)]
+    assert blocks and result["against"] == {"stem_blocks": 0}
+    assert result["recipe_parameters"] == count_parameters(recipe)
+    extra = result["recipe_parameters"] - result["against_parameters"]
+    assert extra == sum(count_parameters(b) for b in blocks)
+    assert result["recipe_step_ms"] > 0 and result["against_step_ms"] > 0
+    assert result["ratio"] == pytest.approx(result["recipe_step_ms"] / result["against_step_ms"])
+    assert main(["bench", "teacher-step", "--against", "stem_blocks=0"]) == 2
+    assert "--against 'stem_blocks=0' is not valid JSON" in capsys.readouterr().err
+    assert main(["bench", "teacher-step", "--against", "[0]"]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
