@@ -14,6 +14,7 @@ import torch
 from evl_lite.dataset import ECGSplit
 from evl_lite.distillation import LogitKD
 from evl_lite.efficiency import efficiency_report
+from evl_lite.model_output import count_parameters
 from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.teacher import ECGTransformer
 from evl_lite.teacher_cache import TeacherCache
@@ -202,7 +203,7 @@ def bench_teacher_step(
         torch.manual_seed(0)
         model = ECGTransformer(config).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        parameters[name] = sum(p.numel() for p in model.parameters())
+        parameters[name] = count_parameters(model)
 
         def step(model=model, optimizer=optimizer) -> None:
             optimizer.zero_grad(set_to_none=True)

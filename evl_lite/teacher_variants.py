@@ -30,6 +30,7 @@ import torch
 from evl_lite.atomic import write_json_atomic
 from evl_lite.constants import SUPERCLASSES
 from evl_lite.evaluation import macro_auc
+from evl_lite.model_output import count_parameters
 from evl_lite.pretraining import pretrain
 from evl_lite.recipes import BenchmarkData, teacher_recipe
 from evl_lite.reproducibility import provenance
@@ -93,7 +94,7 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
         "test_per_class_auc": test_per_class,
         "val_curve": [round(h["val_macro_auc"], 4) for h in result.history],
         "seconds": time.perf_counter() - start,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": count_parameters(model),
         "seed": seed,
     }
 
