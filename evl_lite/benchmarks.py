@@ -120,6 +120,15 @@ def _median_ms(step, repeats: int, warmup: int = 3) -> float:
     return float(np.median(times))
 
 
+def _interleaved_median_ms(steps: dict, repeats: int) -> dict[str, float]:
+    """Median ms of each step, timed in turn each round: drift in the machine's load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(_median_ms(step, 1, warmup=1))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def bench_components(batch_size: int = 64, crop: int = 250, repeats: int = 20) -> dict:
     """Forward + backward time (median ms) of each EVL component on one batch with the real token counts.
 
@@ -159,12 +168,9 @@ def bench_components(batch_size: int = 64, crop: int = 250, repeats: int = 20) -
         )
         losses[name](out, t_out, {})[0].backward()
 
-    # interleaved, so that drift in the machine's load hits both sides of the ratio alike
-    plain_times, with_times = [], []
-    for _ in range(repeats):
-        plain_times.append(_median_ms(lambda: student_step(False), 1, warmup=1))
-        with_times.append(_median_ms(lambda: student_step(True), 1, warmup=1))
-    plain, with_all = float(np.median(plain_times)), float(np.median(with_times))
+    steps = {"plain": lambda: student_step(False), "with": lambda: student_step(True)}
+    medians = _interleaved_median_ms(steps, repeats)
+    plain, with_all = medians["plain"], medians["with"]
     component_ms = {name: _median_ms(lambda n=name: component_step(n), repeats) for name in EVL_COMPONENTS}
     return {
         "batch_size": batch_size,
@@ -211,11 +217,8 @@ def bench_teacher_step(
             optimizer.step()
 
         steps[name] = step
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):  # interleaved, so that drift in the machine's load hits both alike
-        for name, step in steps.items():
-            times[name].append(_median_ms(step, 1, warmup=1))
-    recipe_ms, against_ms = (float(np.median(times[name])) for name in ("recipe", "against"))
+    medians = _interleaved_median_ms(steps, repeats)
+    recipe_ms, against_ms = medians["recipe"], medians["against"]
     return {
         "against": against,
         "batch_size": batch_size,

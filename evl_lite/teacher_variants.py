@@ -73,8 +73,8 @@ def build_variant(spec: dict[str, Any], smoke: bool, seed: int = 0) -> ECGTransf
 def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: bool, seed: int = 0) -> dict:
     """Pretrain (``pretrain_epochs``, default 0) and fine-tune one variant; its scores."""
     _, pre_config, fine_config = teacher_recipe(smoke)
-    for key, value in {**spec.get("train", {}), "seed": seed, "progress": False}.items():
-        setattr(fine_config, key, value)
+    train_overrides = {**spec.get("train", {}), "seed": seed, "progress": False}
+    fine_config = dataclasses.replace(fine_config, **train_overrides)  # an unknown field is a TypeError
     start = time.perf_counter()
     model = build_variant(spec, smoke, seed)
     if spec.get("pretrain_epochs"):  # the recipe's pretraining, for this many epochs
