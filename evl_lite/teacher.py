@@ -37,6 +37,7 @@ written by ``save_pretrained`` as ``config.json`` + ``model.safetensors``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +81,7 @@ class ECGTransformerConfig(PretrainedConfig):
     tokenizer_channels: int = 32  # channels of the "conv" and "stem" tokenizers
     stem_per_lead: bool = False  # "stem": each lead its own filters (grouped convolutions), not shared
     stem_blocks: int = 0  # "stem": residual blocks after each strided convolution (a deeper stem)
+    stem_strides: list[int] | None = None  # "stem": strides in order (None: prime factors, small first)
     amplitude_embedding: bool = False  # add an embedding of each patch's log amplitude (patch_amplitude())
     lead_mixing: bool = False  # a learned residual lead transform before the tokenizer (mix_leads())
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
@@ -167,8 +169,18 @@ def patch_amplitude(patches: Tensor, eps: float = 1e-3) -> Tensor:
     return torch.stack([(rms + eps).log(), (peak_to_peak + eps).log()], dim=-1)
 
 
-def stem_strides(patch_len: int) -> list[int]:
-    """Prime factors of ``patch_len``, smallest first: the strides whose product is one patch."""
+def stem_strides(patch_len: int, strides: list[int] | None = None) -> list[int]:
+    """The stem's strides, whose product is one patch: ``strides`` as given (checked), or the
+    prime factors of ``patch_len``, smallest first.
+
+    The order sets where the stem's residual blocks run: ``[2, 5, 5]`` for 50-sample patches puts
+    the first ones at 50 Hz, ``[5, 5, 2]`` at 20 Hz (2.5x fewer positions, so cheaper).
+    """
+    if strides is not None:
+        if not strides or any(int(s) != s or s < 1 for s in strides) or math.prod(strides) != patch_len:
+            raise ValueError(f"stem strides {strides} must be positive integers whose product is "
+                             f"patch_len ({patch_len})")
+        return [int(s) for s in strides]
     strides, n, f = [], patch_len, 2
     while n > 1:
         while n % f == 0:
@@ -218,12 +230,13 @@ class LeadConvStem(nn.Module):
     come from a ResNet's feature map (Dosovitskiy et al. 2021), still one lead per token.
     """
 
-    def __init__(self, patch_len: int, channels: int, d: int, groups: int = 1, blocks: int = 0):
+    def __init__(self, patch_len: int, channels: int, d: int, groups: int = 1, blocks: int = 0,
+                 strides: list[int] | None = None):
         super().__init__()
         self.groups = groups
         layers: list[nn.Module] = []
         c_in = 1
-        for s in stem_strides(patch_len):
+        for s in stem_strides(patch_len, strides):
             conv = nn.Conv1d(c_in * groups, channels * groups, 2 * s + 1, s, s, bias=False, groups=groups)
             layers += [conv, nn.BatchNorm1d(channels * groups), nn.ReLU()]
             layers += [StemResidualBlock(channels, groups) for _ in range(blocks)]
@@ -262,7 +275,7 @@ class ECGTransformer(PreTrainedModel):
         elif config.tokenizer == "stem":
             groups = config.n_leads if config.stem_per_lead else 1
             self.patch_embed = LeadConvStem(config.patch_len, config.tokenizer_channels, d, groups,
-                                            config.stem_blocks)
+                                            config.stem_blocks, config.stem_strides)
         else:
             self.patch_embed = nn.Linear(config.patch_len, d)  # one patch [patch_len] -> [d]
         if config.lead_mixing:  # W [12, 12], zero at first: every lead starts as itself

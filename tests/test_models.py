@@ -285,6 +285,22 @@ def test_stem_tokens_stay_in_their_lead_and_masked_samples_stay_hidden(options):
     torch.testing.assert_close(da["prediction"], db["prediction"])  # the hidden patch leaks nowhere
 
 
+def test_stem_strides_can_be_ordered_coarse_first_and_a_bad_order_is_refused():
+    assert stem_strides(50) == [2, 5, 5]
+    coarse = tiny_teacher(tokenizer="stem", patch_len=50, stem_blocks=1, stem_strides=[5, 5, 2])
+    convs = [m for m in coarse.patch_embed.convs if isinstance(m, torch.nn.Conv1d) and m.stride[0] > 1]
+    assert [(m.kernel_size[0], m.stride[0]) for m in convs] == [(11, 5), (11, 5), (5, 2)]
+    x = torch.randn(2, 12, 250)
+    assert coarse(x).tokens.shape == tiny_teacher(tokenizer="stem", patch_len=50)(x).tokens.shape
+    # same weights, other resolutions: the blocks now run on 50 + 10 + 5 positions, not 125 + 25 + 5
+    assert count_parameters(coarse) == count_parameters(
+        tiny_teacher(tokenizer="stem", patch_len=50, stem_blocks=1)
+    ) + 1 * 32 * (11 - 5) + 32 * 32 * (5 - 11)  # kernels 11, 11, 5 against 5, 11, 11: first and last differ
+    for bad in ([5, 5], [5, 5, 3], [0, 50], [2.5, 20]):
+        with pytest.raises(ValueError, match="product is patch_len"):
+            tiny_teacher(tokenizer="stem", patch_len=50, stem_strides=bad)
+
+
 def test_stem_residual_blocks_are_identity_plus_a_branch_at_every_resolution():
     model = tiny_teacher(tokenizer="stem", stem_blocks=2)
     blocks = [m for m in model.patch_embed.convs if isinstance(m, StemResidualBlock)]
