@@ -5,7 +5,8 @@
 - :func:`unlabelled_records`: records for the teacher's masked-patch pretraining.
 - :func:`get_teacher`: load the teacher checkpoint if it exists, otherwise pretrain and
   fine-tune one and save it, so every notebook runs standalone (:func:`notebook_teacher`
-  finds notebook 02's).
+  finds notebook 02's). A checkpoint made on other data, at another scale or with another
+  recipe (:func:`recipe_differences`) is refused with an error naming what differs.
 - :func:`student_recipe` and :func:`distill_student`: the student, its schedule, and one
   student trained with any distillation method.
 
@@ -17,6 +18,7 @@ signal), and on PTB-XL-500 it helped the reference CNNs (``../shared/GUIDE.md``)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -136,6 +138,40 @@ def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, T
     )
 
 
+def _schedules(pre_config: PretrainConfig, fine_config: TrainConfig) -> dict[str, dict]:
+    """The two schedules of a teacher recipe as JSON, without what does not change the weights."""
+    drop = {"seed", "progress"}
+    return {
+        name: {k: v for k, v in dataclasses.asdict(c).items() if k not in drop}
+        for name, c in (("pretrain", pre_config), ("finetune", fine_config))
+    }
+
+
+def recipe_differences(checkpoint_dir: str | os.PathLike, info: dict, smoke: bool) -> list[str]:
+    """How the teacher saved in ``checkpoint_dir`` differs from :func:`teacher_recipe` (empty: it matches).
+
+    Compares every ``ECGTransformerConfig`` field of its ``config.json`` (a field the file lacks
+    takes its default, as ``from_pretrained`` would) and, when ``teacher_info.json`` recorded
+    them, the pretraining and fine-tuning schedules. Each item reads "field saved, recipe".
+    """
+    model_config, pre_config, fine_config = teacher_recipe(smoke)
+    saved = ECGTransformerConfig.from_pretrained(checkpoint_dir)
+    fields = [f for f in ECGTransformerConfig.__annotations__ if f != "model_type"]
+    changed = [
+        f"{f} {getattr(saved, f)!r}, recipe {getattr(model_config, f)!r}"
+        for f in fields
+        if getattr(saved, f) != getattr(model_config, f)
+    ]
+    if "recipe" in info:
+        want = _schedules(pre_config, fine_config)
+        for stage, schedule in want.items():
+            made = info["recipe"].get(stage, {})
+            changed += [
+                f"{stage} {k} {made.get(k)!r}, recipe {v!r}" for k, v in schedule.items() if made.get(k) != v
+            ]
+    return changed
+
+
 def get_teacher(
     checkpoint_dir: str | os.PathLike,
     data: BenchmarkData,
@@ -146,7 +182,9 @@ def get_teacher(
     """Load the teacher from ``checkpoint_dir``, or pretrain + fine-tune one there.
 
     The second value is the record of how it was made (``teacher_info.json`` next to the
-    weights: pretraining and fine-tuning histories, validation macro-AUC).
+    weights: pretraining and fine-tuning histories and schedules, validation macro-AUC). An
+    existing checkpoint must match ``data``, the scale and :func:`teacher_recipe`, or an
+    :class:`ECGDataError` names the directory and the difference.
     """
     path = Path(checkpoint_dir)
     info_file = path / "teacher_info.json"
@@ -160,6 +198,12 @@ def get_teacher(
                 path,
                 f"this teacher was trained on {made_on} at the {made_at} scale, "
                 f"not on {data.root} at the {scale} scale; delete it or choose another directory",
+            )
+        if changed := recipe_differences(path, info, smoke):
+            raise ECGDataError(
+                path,
+                f"this teacher was made with another recipe than teacher_recipe() ({'; '.join(changed)}); "
+                "delete it or choose another directory",
             )
         return ECGTransformer.from_pretrained(path), info
     model_config, pre_config, fine_config = teacher_recipe(smoke)
@@ -182,6 +226,7 @@ def get_teacher(
         "smoke": smoke,
         "scale": current_scale(smoke),
         "data_root": str(data.root),
+        "recipe": _schedules(pre_config, fine_config),
     }
     if state.is_main_process:
         write_json_atomic(info_file, info)

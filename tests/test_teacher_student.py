@@ -12,7 +12,7 @@ import pytest
 from toy_ecg import toy_split
 
 from evl_lite.errors import ECGDataError
-from evl_lite.recipes import BenchmarkData, get_teacher
+from evl_lite.recipes import BenchmarkData, get_teacher, recipe_differences
 
 
 def test_teacher_student_smoke_over_two_seeds(tmp_path):
@@ -62,6 +62,31 @@ def test_a_teacher_made_on_other_data_is_refused(tmp_path):
     other = BenchmarkData(root=tmp_path / "b", splits=data.splits, source="synthetic")
     with pytest.raises(ECGDataError, match="trained on .*a .*not on .*b"):
         get_teacher(tmp_path / "teacher", other, smoke=True)
+
+
+def test_a_teacher_made_with_another_recipe_is_refused_naming_what_differs(tmp_path):
+    data = BenchmarkData(
+        root=tmp_path / "a",
+        splits={"train": toy_split("train", 32, 0), "val": toy_split("val", 16, 1)},
+        source="synthetic",
+    )
+    path = tmp_path / "teacher"
+    get_teacher(path, data, smoke=True)
+    info_file, config_file = path / "teacher_info.json", path / "config.json"
+    info, config = json.loads(info_file.read_text()), json.loads(config_file.read_text())
+    assert info["recipe"]["finetune"]["epochs"] == 2 and "seed" not in info["recipe"]["finetune"]
+    assert recipe_differences(path, info, smoke=True) == []
+    # a checkpoint from before `recipe` was recorded still loads when its architecture matches
+    info_file.write_text(json.dumps({k: v for k, v in info.items() if k != "recipe"}))
+    get_teacher(path, data, smoke=True)
+    info_file.write_text(json.dumps({**info, "recipe": {**info["recipe"], "finetune": {
+        **info["recipe"]["finetune"], "epochs": 9}}}))
+    with pytest.raises(ECGDataError, match=r"teacher: .*another recipe.*finetune epochs 9, recipe 2"):
+        get_teacher(path, data, smoke=True)
+    info_file.write_text(json.dumps(info))
+    config_file.write_text(json.dumps({k: v for k, v in config.items() if k != "stem_blocks"}))  # default 0
+    with pytest.raises(ECGDataError, match=r"another recipe.*stem_blocks 0, recipe 1"):
+        get_teacher(path, data, smoke=True)
 
 
 @pytest.mark.parametrize("record", ["teacher_student_synthetic", "teacher_student_ptbxl500"])
