@@ -29,6 +29,7 @@ import numpy as np
 from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.distillation.evl import DistillConfig
 from evl_lite.efficiency import efficiency_report
+from evl_lite.errors import ECGDataError
 from evl_lite.evaluation import evaluate, tune_thresholds
 from evl_lite.method_names import ABLATIONS, BASELINES, parse_methods
 from evl_lite.recipes import (
@@ -60,7 +61,15 @@ def paired_bootstrap(
 def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, state) -> dict:
     result_file = run_dir / "result.json"
     if result_file.is_file():
-        return {**json.loads(result_file.read_text()), "resumed": True}
+        stored = json.loads(result_file.read_text())
+        made_from = stored.get("teacher_fingerprint")
+        if method != "scratch" and made_from != cache.key:  # a scratch student never sees the teacher
+            raise ECGDataError(
+                result_file,
+                f"this {method} student was distilled from another teacher (fingerprint {made_from}, "
+                f"now {cache.key}); delete {run_dir} (or the whole runs directory) to re-run it",
+            )
+        return {**stored, "resumed": True}
     _, config = student_recipe(smoke, seed)
     config.progress = False
     start = time.perf_counter()
@@ -81,6 +90,7 @@ def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, st
         "epochs_run": len(trained.history),
         "train_seconds": seconds,
         "final_train_losses": {k: v for k, v in trained.history[-1].items() if k.startswith("train_")},
+        "teacher_fingerprint": cache.key,  # checked when the run is resumed
     }
     if state.is_main_process:
         write_json_atomic(result_file, result)

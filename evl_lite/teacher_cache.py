@@ -34,11 +34,10 @@ def fingerprint(teacher: nn.Module, x: np.ndarray, crop: int, starts: Sequence[i
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     config = getattr(teacher, "config", None)
     if config is not None:
-        h.update(
-            json.dumps(
-                config.to_dict() if hasattr(config, "to_dict") else str(config), sort_keys=True, default=str
-            ).encode()
-        )
+        fields = config.to_dict() if hasattr(config, "to_dict") else {"config": str(config)}
+        # not where it was loaded from, nor which library wrote it: a copied checkpoint is the same teacher
+        fields = {k: v for k, v in fields.items() if not k.startswith("_") and k != "transformers_version"}
+        h.update(json.dumps(fields, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
     h.update(json.dumps({"crop": crop, "starts": list(starts)}).encode())
     return h.hexdigest()[:16]
@@ -55,7 +54,9 @@ class TeacherCache:
         starts: Sequence[int],
         layout: TokenLayout,
         path: Path | None = None,
+        key: str | None = None,
     ):
+        self.key = key  # fingerprint() of the teacher weights, records and windows (None: unknown)
         self.logits = logits  # [N, K, C] float16
         self.tokens = tokens  # [N, K, N_t, d_t] float16
         self.pooled = pooled  # [N, K, d_t] float16
@@ -86,7 +87,7 @@ class TeacherCache:
         if path is not None and path.is_file():
             table = load_file(path)
             teacher.train(was_training)
-            return cls(table["logits"], table["tokens"], table["pooled"], starts, layout, path)
+            return cls(table["logits"], table["tokens"], table["pooled"], starts, layout, path, key)
 
         xs = torch.as_tensor(x)
         logits, tokens, pooled = [], [], []
@@ -97,7 +98,7 @@ class TeacherCache:
             tokens.append(torch.stack([o.tokens for o in outs], 1).half().cpu())  # [b, K, N_t, d_t]
             pooled.append(torch.stack([o.pooled for o in outs], 1).half().cpu())  # [b, K, d_t]
         teacher.train(was_training)
-        cache = cls(torch.cat(logits), torch.cat(tokens), torch.cat(pooled), starts, layout, path)
+        cache = cls(torch.cat(logits), torch.cat(tokens), torch.cat(pooled), starts, layout, path, key)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import accelerate_launch, requires_accelerate
 
+from evl_lite.errors import ECGDataError
 from evl_lite.experiment import paired_bootstrap, parse_methods, run_experiment, summarise
 
 METHODS = ["scratch", "kd", "evl", "evl-no-ot"]
@@ -76,6 +77,21 @@ def test_an_interrupted_experiment_resumes_and_reproduces(smoke_experiment, tmp_
         assert {k: v for k, v in row.items() if k != "train_seconds"} == {
             k: v for k, v in results["summary"]["table"][method].items() if k != "train_seconds"
         }
+
+
+def test_a_run_distilled_from_another_teacher_is_not_resumed(smoke_experiment, tmp_path):
+    out, _ = smoke_experiment
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    kd_file = copy / "runs" / "kd" / "seed0" / "result.json"
+    made_from = json.loads(kd_file.read_text())["teacher_fingerprint"]
+    assert made_from and len(made_from) == 16
+    for method in ("scratch", "kd"):  # as if both were made with an older teacher
+        run = copy / "runs" / method / "seed0" / "result.json"
+        run.write_text(json.dumps({**json.loads(run.read_text()), "teacher_fingerprint": "0" * 16}))
+    refused = rf"kd/seed0/result.json: .*another teacher .*0{{16}}, now {made_from}"
+    with pytest.raises(ECGDataError, match=refused):
+        run_experiment("synthetic", None, METHODS, 2, copy, smoke=True, progress=False)  # scratch resumed
 
 
 def test_method_names_are_checked():

@@ -21,7 +21,7 @@ from toy_ecg import toy_split
 from evl_lite.distillation import LogitKD
 from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
-from evl_lite.teacher_cache import TeacherCache
+from evl_lite.teacher_cache import TeacherCache, fingerprint
 from evl_lite.training import (
     Distillation,
     TrainConfig,
@@ -222,6 +222,25 @@ def test_teacher_cache_serves_what_the_teacher_computes(toy, tmp_path):
         next(teacher.parameters()).add_(0.01)
     changed = TeacherCache.build(teacher, train_split.x, 250, starts, cache_dir=tmp_path, progress=False)
     assert changed.path != cache.path
+
+
+def test_a_copied_checkpoint_has_the_same_fingerprint_and_other_weights_another(toy, tmp_path):
+    train_split, _ = toy
+    starts = window_starts(train_split.x.shape[-1], 250, 3)
+    teacher = tiny_teacher()
+    teacher.save_pretrained(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    a, b = (ECGTransformer.from_pretrained(tmp_path / d) for d in ("a", "b"))
+    assert a.config._name_or_path != b.config._name_or_path  # where each was loaded from
+    key = fingerprint(teacher, train_split.x, 250, starts)
+    assert fingerprint(a, train_split.x, 250, starts) == fingerprint(b, train_split.x, 250, starts) == key
+    assert fingerprint(a, train_split.x[:-1], 250, starts) != key  # other records
+    assert fingerprint(a, train_split.x, 250, starts[:2]) != key  # other windows
+    with torch.no_grad():
+        next(b.parameters()).add_(1e-3)
+    assert fingerprint(b, train_split.x, 250, starts) != key
+    cache = TeacherCache.build(a, train_split.x, 250, starts, progress=False)
+    assert cache.key == key
 
 
 def test_distillation_trains_with_the_cache(toy, tmp_path):
