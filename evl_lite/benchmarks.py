@@ -232,6 +232,46 @@ def bench_teacher_step(
     }
 
 
+def bench_splits(source: str = "synthetic", data_dir: str | None = None, repeats: int = 3) -> dict:
+    """Seconds to load the preprocessed splits of ``recipes.load_benchmark_data`` by reading every
+    record vs from the split cache (:mod:`evl_lite.split_cache`), timed interleaved (median).
+
+    The cache lives in a temporary directory for the run; the first cached call writes it.
+    """
+    from evl_lite.dataset import prepare_splits
+    from evl_lite.recipes import MODEL_NORMALISATION, current_scale, load_benchmark_data, model_preprocessing
+    from evl_lite.split_cache import cached_splits
+
+    root = load_benchmark_data(source, data_dir, smoke=False, progress=False, cache=False).root  # generates
+    config = model_preprocessing()
+    with tempfile.TemporaryDirectory() as cache_dir:
+        start = time.perf_counter()
+        splits = cached_splits(root, config, MODEL_NORMALISATION, cache_dir, progress=False)  # writes it
+        first = time.perf_counter() - start
+        steps = {
+            "read": lambda: prepare_splits(root, config=config, normalisation=MODEL_NORMALISATION,
+                                           progress=False),
+            "cached": lambda: cached_splits(root, config, MODEL_NORMALISATION, cache_dir, progress=False),
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(repeats):
+            for name, step in steps.items():
+                start = time.perf_counter()
+                step()
+                seconds[name].append(time.perf_counter() - start)
+    read, cached = (float(np.median(v)) for v in seconds.values())
+    return {
+        "data": str(root),
+        "scale": current_scale(False),
+        "records": int(sum(len(s) for s in splits.values())),
+        "repeats": repeats,
+        "read_s": read,
+        "first_cached_s": first,
+        "cached_s": cached,
+        "speedup": read / cached,
+    }
+
+
 def bench_edge(experiment_dir: str, method: str = "evl", seed: int = 0, repeats: int = 20) -> dict:
     """Teacher vs student at the edge, from a finished experiment (``python -m evl_lite experiment``).
 

@@ -155,6 +155,13 @@ def _bench_teacher_step(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_splits(args: argparse.Namespace) -> int:
+    from evl_lite.benchmarks import bench_splits
+
+    _print_json(bench_splits(args.data, args.path, repeats=args.repeats))
+    return 0
+
+
 def _bench_deployment(args: argparse.Namespace) -> int:
     from evl_lite.benchmarks import bench_edge
 
@@ -288,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", default='{"stem_blocks": 0}', help="JSON: teacher config fields to override")
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
     p.set_defaults(func=_bench_teacher_step)
+    p = bench_cmds.add_parser("splits", help="load the benchmark splits: every record read vs the cache")
+    p.add_argument("--data", choices=("synthetic", "ptbxl"), default="synthetic")
+    p.add_argument("--path", help="dataset directory (required for --data ptbxl)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions (the median is reported)")
+    p.set_defaults(func=_bench_splits)
     p = bench_cmds.add_parser("deployment", help="teacher vs student at the edge; int8 and ONNX versions")
     p.add_argument("experiment", help="a finished `experiment --out` directory")
     p.add_argument("--method", default="evl")

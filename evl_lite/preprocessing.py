@@ -27,6 +27,7 @@ the file). float32 input stays float32, anything else comes back as float64.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -101,6 +102,11 @@ def remove_baseline_wander(x: np.ndarray, fs: float, cutoff: float = 0.5, order:
 
 def _bandpass_sos(fs: float, low: float, high: float, order: int) -> np.ndarray:
     """Butterworth band-pass sections [order, 6]; ``high`` at/above Nyquist clipped to 0.9 Nyquist."""
+    return _bandpass_design(fs, low, high, order).copy()
+
+
+@functools.lru_cache(maxsize=64)  # one design per rate and band, not one per record
+def _bandpass_design(fs: float, low: float, high: float, order: int) -> np.ndarray:
     nyquist = fs / 2
     high = min(float(high), 0.9 * nyquist) if high >= nyquist else float(high)
     if not 0 < low < high:
@@ -111,6 +117,12 @@ def _bandpass_sos(fs: float, low: float, high: float, order: int) -> np.ndarray:
 
 def _notch_sos(fs: float, freq: float, quality: float) -> np.ndarray | None:
     """IIR notch section [1, 6], or None when ``freq`` is at or above Nyquist."""
+    design = _notch_design(fs, freq, quality)
+    return None if design is None else design.copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _notch_design(fs: float, freq: float, quality: float) -> np.ndarray | None:
     if freq >= fs / 2:
         return None
     if freq <= 0 or quality <= 0:

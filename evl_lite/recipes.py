@@ -34,7 +34,8 @@ from evl_lite.distillation.evl import DistillConfig, method_losses
 from evl_lite.errors import ECGDataError
 from evl_lite.preprocessing import PreprocessConfig
 from evl_lite.pretraining import PretrainConfig, pretrain
-from evl_lite.sources import resolve_data_dir
+from evl_lite.sources import default_data_root, resolve_data_dir
+from evl_lite.split_cache import cached_splits
 from evl_lite.student import ECGStudentCNN, StudentConfig
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.teacher_cache import TeacherCache
@@ -58,6 +59,14 @@ def current_scale(smoke: bool) -> str:
         raise ValueError(f"{SCALE_VARIABLE} must be 'workshop' or 'full', not {scale!r}")
     return scale
 WORKSHOP_RECORDS = 2000  # synthetic records otherwise
+
+
+MODEL_NORMALISATION = "per_record"  # each lead of each record z-scored, after model_preprocessing()
+
+
+def model_preprocessing() -> PreprocessConfig:
+    """The models' preprocessing: band-pass 0.5-40 Hz at 100 Hz, no notch (see the module docstring)."""
+    return PreprocessConfig(target_fs=100, notch_hz=None)
 
 
 @dataclass
@@ -85,17 +94,22 @@ def load_benchmark_data(
     smoke: bool = False,
     seed: int = 0,
     progress: bool = True,
+    cache: bool = True,
 ) -> BenchmarkData:
-    """Train (folds 1-8), validation (9) and test (10) splits, preprocessed for the models."""
+    """Train (folds 1-8), validation (9) and test (10) splits, preprocessed for the models.
+
+    With ``cache`` the preprocessed splits are kept in ``data/cache`` and reused while the
+    records and the preprocessing code are unchanged (:mod:`evl_lite.split_cache`).
+    """
     sizes = {"smoke": SMOKE_RECORDS, "workshop": WORKSHOP_RECORDS, "full": FULL_RECORDS}
     n_records = sizes[current_scale(smoke)]
     root = resolve_data_dir(source, data_dir, n_records=n_records, seed=seed)
-    splits, _ = prepare_splits(
-        root,
-        config=PreprocessConfig(target_fs=100, notch_hz=None),
-        normalisation="per_record",
-        progress=progress,
-    )
+    config = model_preprocessing()
+    if cache:
+        cache_dir = default_data_root() / "cache"
+        splits = cached_splits(root, config, MODEL_NORMALISATION, cache_dir, progress=progress)
+    else:
+        splits, _ = prepare_splits(root, config=config, normalisation=MODEL_NORMALISATION, progress=progress)
     return BenchmarkData(root=root, splits=splits, source=source)
 
 
