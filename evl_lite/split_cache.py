@@ -6,7 +6,8 @@ every notebook starts with it. :func:`cached_splits` stores the result of
 ``<data root>/cache/splits-<key>.npz`` and loads it afterwards.
 
 The key (:func:`splits_key`) is a SHA-256 over everything the arrays depend on: the source of
-the modules that read and preprocess records, the preprocessing options, both CSV files of the
+the modules that read and preprocess records and label them, the versions of NumPy, SciPy and
+wfdb, the preprocessing options, both CSV files of the
 dataset, and the bytes of every record file that is read (hashing bytes is fast; parsing WFDB
 headers is what is slow). An edited, replaced or truncated record therefore misses the cache
 and is read again (and its error reported as usual). A cache file that cannot be read is
@@ -23,7 +24,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import scipy
+import wfdb
 
+from evl_lite import constants as constants_module
 from evl_lite import data as data_module
 from evl_lite import dataset as dataset_module
 from evl_lite import preprocessing as preprocessing_module
@@ -40,8 +44,9 @@ def splits_key(db: PTBXL, config: PreprocessConfig, normalisation: str) -> str |
     """First 16 hex digits of the SHA-256 described above; None when a record file is missing
     (no cache then: reading reports the missing file)."""
     h = hashlib.sha256()
-    for module in (data_module, dataset_module, preprocessing_module):
+    for module in (constants_module, data_module, dataset_module, preprocessing_module):
         h.update(Path(module.__file__).read_bytes())
+    h.update(f"numpy {np.__version__} scipy {scipy.__version__} wfdb {wfdb.__version__}".encode())
     h.update(json.dumps({"config": dataclasses.asdict(config), "normalisation": normalisation},
                         sort_keys=True, default=str).encode())
     for name in (DATABASE_CSV, STATEMENTS_CSV):
