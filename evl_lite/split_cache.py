@@ -6,12 +6,12 @@ every notebook starts with it. :func:`cached_splits` stores the result of
 ``<data root>/cache/splits-<key>.npz`` and loads it afterwards.
 
 The key (:func:`splits_key`) is a SHA-256 over everything the arrays depend on: the source of
-the modules that read and preprocess records and label them, the versions of NumPy, SciPy and
-wfdb, the preprocessing options, both CSV files of the
-dataset, and the bytes of every record file that is read (hashing bytes is fast; parsing WFDB
-headers is what is slow). An edited, replaced or truncated record therefore misses the cache
-and is read again (and its error reported as usual). A cache file that cannot be read is
-reported and rebuilt; it is written atomically, so an interrupted run never leaves half a file.
+the modules that read, preprocess and label records, the versions of NumPy, SciPy and wfdb,
+the preprocessing options, both CSV files of the dataset, and the bytes of every record file
+that is read (hashing bytes is fast; parsing WFDB headers is what is slow). An edited, replaced
+or truncated record therefore misses the cache and is read again (and its error reported as
+usual). A cache file that cannot be read is reported and rebuilt; it is written atomically,
+so an interrupted run never leaves half a file.
 """
 
 from __future__ import annotations
