@@ -239,10 +239,10 @@ def bench_splits(source: str = "synthetic", data_dir: str | None = None, repeats
     The cache lives in a temporary directory for the run; the first cached call writes it.
     """
     from evl_lite.dataset import prepare_splits
-    from evl_lite.recipes import MODEL_NORMALISATION, current_scale, load_benchmark_data, model_preprocessing
+    from evl_lite.recipes import MODEL_NORMALISATION, benchmark_root, current_scale, model_preprocessing
     from evl_lite.split_cache import cached_splits
 
-    root = load_benchmark_data(source, data_dir, smoke=False, progress=False, cache=False).root  # generates
+    root = benchmark_root(source, data_dir)  # synthetic data generated when missing
     config = model_preprocessing()
     with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()

@@ -88,6 +88,14 @@ class BenchmarkData:
         return self.splits["test"]
 
 
+def benchmark_root(
+    source: str = "synthetic", data_dir: str | os.PathLike | None = None, smoke: bool = False, seed: int = 0
+) -> Path:
+    """The dataset directory of ``load_benchmark_data`` (synthetic data of the scale's size made once)."""
+    sizes = {"smoke": SMOKE_RECORDS, "workshop": WORKSHOP_RECORDS, "full": FULL_RECORDS}
+    return resolve_data_dir(source, data_dir, n_records=sizes[current_scale(smoke)], seed=seed)
+
+
 def load_benchmark_data(
     source: str = "synthetic",
     data_dir: str | os.PathLike | None = None,
@@ -101,9 +109,7 @@ def load_benchmark_data(
     With ``cache`` the preprocessed splits are kept in ``data/cache`` and reused while the
     records and the preprocessing code are unchanged (:mod:`evl_lite.split_cache`).
     """
-    sizes = {"smoke": SMOKE_RECORDS, "workshop": WORKSHOP_RECORDS, "full": FULL_RECORDS}
-    n_records = sizes[current_scale(smoke)]
-    root = resolve_data_dir(source, data_dir, n_records=n_records, seed=seed)
+    root = benchmark_root(source, data_dir, smoke, seed)
     config = model_preprocessing()
     if cache:
         cache_dir = default_data_root() / "cache"
