@@ -88,11 +88,16 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic kernels on the CPU."""
+    """Seed Python, NumPy and torch, and ask torch for deterministic kernels on the CPU.
+
+    Deterministic mode would also fill every new tensor with NaN before use; that only shows
+    reads of uninitialised memory, changes no result, and took about 10% of a teacher step.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def process_state() -> PartialState:

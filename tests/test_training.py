@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import accelerate_launch, requires_accelerate
 from toy_ecg import toy_split
 
@@ -29,6 +30,7 @@ from evl_lite.training import (
     _save_checkpoint,
     parameter_groups,
     predict,
+    seed_everything,
     train,
     window_starts,
 )
@@ -68,6 +70,40 @@ def test_loop_learns_and_same_seed_gives_same_metrics(toy, tmp_path):
     ckpt = tmp_path / "run0" / "checkpoint"
     assert {p.name for p in ckpt.iterdir()} >= {"model.safetensors", "best_model.safetensors", "state.json"}
     assert not list(tmp_path.glob("run0/checkpoint.*"))  # no temp or old directory left behind
+
+
+def test_seeding_skips_the_nan_fill_and_that_changes_no_weight(toy):
+    """Deterministic mode's NaN fill of new tensors is switched off: it costs time and changes nothing."""
+    train_split, _ = toy
+    x, y = torch.from_numpy(train_split.x[:16, :, :250]), torch.from_numpy(train_split.y[:16]).float()
+    weights = []
+    try:
+        for fill in (True, False):
+            seed_everything(0)
+            assert torch.utils.deterministic.fill_uninitialized_memory is False
+            torch.utils.deterministic.fill_uninitialized_memory = fill
+            model = ECGTransformer(
+                ECGTransformerConfig(
+                    d_model=32,
+                    n_layers=1,
+                    n_heads=2,
+                    ffn=64,
+                    tokenizer="stem",
+                    pooling="leads",
+                    stem_blocks=1,
+                    patch_len=50,
+                )
+            ).train()
+            optimizer = torch.optim.AdamW(model.parameters(), 1e-3)
+            for _ in range(3):
+                loss = F.binary_cross_entropy_with_logits(model(x).logits, y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    finally:
+        seed_everything(0)
+    assert torch.equal(weights[0], weights[1])
 
 
 def test_parameter_groups_scale_the_learning_rate_by_name_prefix():
@@ -155,8 +191,9 @@ def _write_checkpoint(directory, epoch):
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
-    _save_checkpoint(directory, model, torch.nn.Module(), optimizer, scheduler, {"epoch": epoch},
-                     model.state_dict())
+    _save_checkpoint(
+        directory, model, torch.nn.Module(), optimizer, scheduler, {"epoch": epoch}, model.state_dict()
+    )
 
 
 @pytest.mark.parametrize("left_by_the_kill", ["old beside checkpoint", "half-removed old", "only old"])
