@@ -18,9 +18,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# The test command (CI runs exactly this through .ci/run).
+# The test command (CI runs exactly this through .ci/run): two pytest-xdist workers, one test
+# file each at a time (a file's session fixtures, such as the smoke run of the notebooks, run once).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The main job: execute the notebook collection on the synthetic default; executed notebooks
 # and summary.json land in $(OUT) (default runs/smoke).

@@ -193,11 +193,17 @@ def bench_teacher_step(
     ``against`` overriding its config (default: no stem blocks), timed interleaved (median ms).
 
     The ratio says what a recipe change costs in notebook 02's fine-tuning, on one machine in one run.
+    Steps run in the training loop's deterministic mode (``training.seed_everything``); the recipe
+    is timed once more with that mode's NaN fill of new tensors, which the loop switches off
+    (``nan_fill_ratio``: the step with the fill over the step without).
     """
     from torch.nn import functional as F
 
     from evl_lite.recipes import teacher_recipe
     from evl_lite.teacher import ECGTransformerConfig
+    from evl_lite.training import seed_everything
+
+    seed_everything(0)
 
     against = {"stem_blocks": 0} if against is None else against
     recipe = teacher_recipe(smoke=False)[0]
@@ -217,6 +223,15 @@ def bench_teacher_step(
             optimizer.step()
 
         steps[name] = step
+
+    def with_nan_fill(step=steps["recipe"]) -> None:
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        try:
+            step()
+        finally:
+            torch.utils.deterministic.fill_uninitialized_memory = False
+
+    steps["recipe_nan_fill"] = with_nan_fill
     medians = _interleaved_median_ms(steps, repeats)
     recipe_ms, against_ms = medians["recipe"], medians["against"]
     return {
@@ -229,6 +244,8 @@ def bench_teacher_step(
         "recipe_step_ms": recipe_ms,
         "against_step_ms": against_ms,
         "ratio": recipe_ms / against_ms,
+        "recipe_nan_fill_step_ms": medians["recipe_nan_fill"],
+        "nan_fill_ratio": medians["recipe_nan_fill"] / recipe_ms,
     }
 
 

@@ -509,6 +509,9 @@ def test_teacher_step_benchmark_pairs_the_recipe_with_its_override(capsys):
     assert extra == sum(count_parameters(b) for b in blocks)
     assert result["recipe_step_ms"] > 0 and result["against_step_ms"] > 0
     assert result["ratio"] == pytest.approx(result["recipe_step_ms"] / result["against_step_ms"])
+    nan_fill = result["recipe_nan_fill_step_ms"] / result["recipe_step_ms"]
+    assert result["nan_fill_ratio"] == pytest.approx(nan_fill)
+    assert torch.utils.deterministic.fill_uninitialized_memory is False  # left as the training loop sets it
     assert main(["bench", "teacher-step", "--against", "stem_blocks=0"]) == 2
     assert "--against 'stem_blocks=0' is not valid JSON" in capsys.readouterr().err
     assert main(["bench", "teacher-step", "--against", "[0]"]) == 2
