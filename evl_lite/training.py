@@ -91,7 +91,8 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch, and ask torch for deterministic kernels on the CPU.
 
     Deterministic mode would also fill every new tensor with NaN before use; that only shows
-    reads of uninitialised memory, changes no result, and took about 10% of a teacher step.
+    reads of uninitialised memory and changes no result (tested), and it made a teacher step
+    1.03x as long (``python -m evl_lite bench teacher-step``, ``nan_fill_ratio``).
     """
     random.seed(seed)
     np.random.seed(seed)
