@@ -7,18 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Under pytest-xdist (``make test`` runs two workers on the two cores) each worker and every
-# process it starts computes on one thread: two workers of two threads each would oversubscribe.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = "1"
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import wfdb
 
+# Under pytest-xdist (``make test`` runs two workers on the two cores) each worker and every
+# process it starts computes on one thread: two workers of two threads each would oversubscribe.
 if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by the processes a test starts
     torch.set_num_threads(1)
 
 from evl_lite.constants import LEADS
