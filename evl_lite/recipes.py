@@ -149,10 +149,12 @@ def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, T
             PretrainConfig(epochs=1, batch_size=64, progress=False),
             TrainConfig(epochs=2, batch_size=32, lr=1e-3, eval_windows=3, progress=False),
         )
-    # 0.5 s patches (60 tokens per 2.5 s window) halve the cost of the 0.25 s default on a CPU
+    # 0.5 s patches (60 tokens per 2.5 s window) halve the cost of the 0.25 s default on a CPU.
+    # Two encoder blocks without dropout: a training step 1.56x cheaper than four blocks with
+    # dropout 0.1, at the same macro-AUC within the noise (README, teacher variants)
     full = current_scale(smoke) == "full"
     return (
-        ECGTransformerConfig(patch_len=50, **architecture),
+        ECGTransformerConfig(patch_len=50, n_layers=2, dropout=0.0, **architecture),
         PretrainConfig(epochs=10 if full else 4, batch_size=64),
         TrainConfig(epochs=40 if full else 20, batch_size=32, lr=1e-3),
     )
