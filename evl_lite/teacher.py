@@ -30,7 +30,7 @@ workshop recipe (``recipes.teacher_recipe``) uses the stem and lead pooling: tog
 lifted the workshop synthetic test macro-AUC from 0.855 to 0.933; encoder, width, depth,
 dropout, learning rate and per-lead stem filters then moved it by no more than the noise
 (``python -m evl_lite teacher-variants --out results/teacher_variants_synthetic --table``), so
-the recipe runs two blocks without dropout: a training step about 1.5x cheaper than four blocks
+the recipe runs two blocks without dropout: a training step about 1.6x cheaper than four blocks
 with dropout 0.1 (``python -m evl_lite bench teacher-step --against '{"n_layers": 4, "dropout": 0.1}'``).
 
 Built from ``ECGTransformerConfig`` at run time; nothing is downloaded. Checkpoints are
