@@ -92,7 +92,7 @@ def seed_everything(seed: int) -> None:
 
     Deterministic mode would also fill every new tensor with NaN before use; that only shows
     reads of uninitialised memory and changes no result (tested); its cost on a teacher step is
-    small, 0.95x-1.03x in three runs (``python -m evl_lite bench teacher-step``, ``nan_fill_ratio``).
+    small, 0.95x-1.10x in four runs (``python -m evl_lite bench teacher-step``, ``nan_fill_ratio``).
     """
     random.seed(seed)
     np.random.seed(seed)
