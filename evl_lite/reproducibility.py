@@ -54,12 +54,29 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return versions
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), or ``unknown CPU``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine_description() -> str:
-    """One line: OS, CPU count, Python, and the accelerator if any."""
+    """One line: OS, CPU model and PyTorch's CPU kernel level, CPU count, Python, the accelerator if any.
+
+    The kernel level (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512...) is recorded
+    because the same seed gives the same metrics only on the same kind of CPU: kernels for
+    another instruction set sum in another order, and training amplifies the last-bit changes.
+    """
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {gpu}"
+    cpu = f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()} kernels)"
+    return f"{platform.platform()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {gpu}"
 
 
 def provenance(**extra) -> dict:
