@@ -55,7 +55,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``), or ``unknown CPU``."""
+    """The CPU model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``) or ``unknown CPU``."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
