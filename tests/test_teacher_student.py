@@ -89,7 +89,9 @@ def test_a_teacher_made_with_another_recipe_is_refused_naming_what_differs(tmp_p
         get_teacher(path, data, smoke=True)
 
 
-@pytest.mark.parametrize("record", ["teacher_student_synthetic", "teacher_student_ptbxl500"])
+@pytest.mark.parametrize(
+    "record", ["teacher_student_synthetic", "teacher_student_synthetic_rerun", "teacher_student_ptbxl500"]
+)
 def test_readme_quotes_the_committed_teacher_student_records(record):
     root = Path(__file__).resolve().parents[1]
     summary = json.loads((root / "results" / record / "teacher_student.json").read_text())
