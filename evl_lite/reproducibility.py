@@ -54,10 +54,10 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return versions
 
 
-def cpu_model() -> str:
-    """The CPU model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``) or ``unknown CPU``."""
+def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU model name (``cpuinfo`` on Linux, else ``platform.processor()``) or ``unknown CPU``."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path(cpuinfo).read_text().splitlines():
             if line.startswith("model name"):
                 return line.partition(":")[2].strip()
     except OSError:

@@ -1,5 +1,7 @@
 """Provenance names the machine precisely enough to explain a result that differs across CPUs."""
 
+import platform
+
 import torch
 
 from evl_lite.reproducibility import cpu_model, machine_description, provenance
@@ -10,6 +12,13 @@ def test_machine_names_the_cpu_and_pytorchs_kernel_level():
     assert f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()} kernels)" in line
     assert cpu_model() != ""
     assert "CPUs" in line and "Python" in line
+
+
+def test_cpu_model_reads_the_model_name_and_falls_back_without_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: Acme\nmodel name\t: Acme Zen 9 64-Core\nflags\t: avx2\n")
+    assert cpu_model(info) == "Acme Zen 9 64-Core"
+    assert cpu_model(tmp_path / "missing") == (platform.processor() or "unknown CPU")
 
 
 def test_provenance_carries_the_machine_line():
