@@ -188,7 +188,9 @@ def _teacher_variants(args: argparse.Namespace) -> int:
             return 2
         print(variants_markdown(json.loads(existing.read_text())))
         return 0
-    data = load_benchmark_data(args.data, args.path, smoke=args.smoke, seed=args.seed, progress=False)
+    # --seed seeds the model and its training only: the data stay the benchmark's draw (synthetic
+    # seed 0, as in teacher-student and experiment) unless --data-seed asks for another one
+    data = load_benchmark_data(args.data, args.path, smoke=args.smoke, seed=args.data_seed, progress=False)
     record = run_variants(variants, data, args.out, args.smoke, args.seed)
     if args.table:
         print(variants_markdown(record))
@@ -366,7 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
     p.add_argument("--out", required=True, help="variants.json goes here; finished variants are kept")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and training")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="which synthetic draw (default 0: the benchmark of teacher-student and experiment)")
     p.add_argument("--smoke", action="store_true", help="tiny models and data (seconds)")
     p.set_defaults(func=_teacher_variants)
 
