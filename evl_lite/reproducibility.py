@@ -68,9 +68,11 @@ def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
 def machine_description() -> str:
     """One line: OS, CPU model and PyTorch's CPU kernel level, CPU count, Python, the accelerator if any.
 
-    The kernel level (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512...) is recorded
-    because the same seed gives the same metrics only on the same kind of CPU: kernels for
-    another instruction set sum in another order, and training amplifies the last-bit changes.
+    The CPU model is recorded because the same seed gives the same metrics only on the same kind
+    of CPU: the math libraries under PyTorch (oneDNN, MKL) pick their kernels by the CPU's
+    instruction set, those sum in another order, and training amplifies the last-bit changes
+    (README, "What this shows"). PyTorch's own kernel level
+    (``torch.backends.cpu.get_cpu_capability()``) goes with it.
     """
     import torch
 

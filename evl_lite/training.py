@@ -93,9 +93,9 @@ def seed_everything(seed: int) -> None:
     Deterministic mode would also fill every new tensor with NaN before use; that only shows
     reads of uninitialised memory and changes no result (tested); its cost on a teacher step is
     small, 0.95x-1.10x in four runs (``python -m evl_lite bench teacher-step``, ``nan_fill_ratio``).
-    A seed repeats a run exactly on the same kind of CPU only: PyTorch's kernels for another
-    instruction set (AVX2, AVX-512) sum in another order, and training amplifies the last-bit
-    differences (README, "What this shows"; the machine line of every results file names the kind).
+    A seed repeats a run exactly on the same kind of CPU only: the math libraries under PyTorch
+    (oneDNN, MKL) pick kernels by instruction set, which sum in another order, and training
+    amplifies the last-bit differences (README, "What this shows"; results files name the CPU).
     """
     random.seed(seed)
     np.random.seed(seed)
