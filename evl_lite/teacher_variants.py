@@ -96,7 +96,7 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
         "seconds": time.perf_counter() - start,
         "parameters": count_parameters(model),
         "seed": seed,
-        "data": str(data.root),  # the dataset directory: a synthetic draw is named by its seed
+        "path": str(data.root),  # the dataset directory, as in teacher-student and experiment records
     }
 
 

@@ -56,7 +56,7 @@ def test_command_runs_variants_and_keeps_finished_ones(tmp_path):
     record = json.loads((out / "variants.json").read_text())
     assert [r["name"] for r in record["runs"]] == ["default", "vit"]
     # --seed seeds the model only: the data stay the benchmark's draw, as in teacher-student
-    assert all(r["seed"] == 1 and Path(r["data"]).name.endswith("-seed0") for r in record["runs"])
+    assert all(r["seed"] == 1 and Path(r["path"]).name.endswith("-seed0") for r in record["runs"])
     assert all(0 <= r["test_macro_auc"] <= 1 and len(r["val_curve"]) == 2 for r in record["runs"])
     for r in record["runs"]:  # the macro-AUC is the mean of the per-class AUCs it reports
         per_class = [v for v in r["test_per_class_auc"].values() if v is not None]
