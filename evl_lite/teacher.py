@@ -86,6 +86,7 @@ class ECGTransformerConfig(PretrainedConfig):
     stem_strides: list[int] | None = None  # "stem": strides in order (None: prime factors, small first)
     amplitude_embedding: bool = False  # add an embedding of each patch's log amplitude (patch_amplitude())
     lead_mixing: bool = False  # a learned residual lead transform before the tokenizer (mix_leads())
+    embed_layer_norm: bool = True  # BERT's LayerNorm on the embedded tokens; False keeps each token's size
     encoder: str = "bert"  # blocks: "bert" (post-LayerNorm BERT) or "vit" (pre-LayerNorm ViT + final LN)
 
     def encoder_config(self) -> BertConfig | ViTConfig:
@@ -288,7 +289,9 @@ class ECGTransformer(PreTrainedModel):
         self.time_embed = nn.Embedding(config.max_patches_per_lead, d)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.embed_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        # Without it a token keeps its size, so a tall QRS patch stays larger than a flat one.
+        norm = config.embed_layer_norm
+        self.embed_norm = nn.LayerNorm(d, eps=config.layer_norm_eps) if norm else nn.Identity()
         self.embed_dropout = nn.Dropout(config.dropout)
         encoder_config = config.encoder_config()
         blocks = BertEncoder if config.encoder == "bert" else PreLayerNormEncoder

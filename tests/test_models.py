@@ -334,6 +334,23 @@ def test_amplitude_embedding_sees_the_size_of_each_patch():
         torch.testing.assert_close(model(x).tokens, plain(x).tokens)  # the one difference is that term
 
 
+def test_without_the_embedding_layer_norm_a_taller_patch_gives_a_larger_token():
+    x = torch.randn(1, 12, 250)
+    x[0, 3, 100:125] *= 4.0  # lead 3, patch 4 (patch_len 25): four times as tall
+    sizes = {}
+    for norm in (True, False):
+        model = tiny_teacher(tokenizer="stem", embed_layer_norm=norm)
+        seen: list[torch.Tensor] = []
+        model.embed_norm.register_forward_hook(lambda _m, _inp, out, seen=seen: seen.append(out))
+        with torch.no_grad():
+            model(x)
+        tokens = seen[0][0, 1:].reshape(12, 10, -1)  # CLS first, then lead-major
+        sizes[norm] = tokens.norm(dim=-1)
+    torch.testing.assert_close(sizes[True], torch.full((12, 10), 32**0.5), rtol=1e-3, atol=1e-3)
+    assert sizes[False][3, 4] > 1.5 * sizes[False][3].median()  # the tall patch stands out
+    assert isinstance(tiny_teacher(embed_layer_norm=False).embed_norm, torch.nn.Identity)
+
+
 def test_lead_mixing_starts_as_the_identity_and_keeps_masked_patches_hidden():
     model = tiny_teacher(tokenizer="stem", lead_mixing=True)
     plain = tiny_teacher(tokenizer="stem")
