@@ -141,7 +141,7 @@ def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, T
     """Teacher size and schedules: tiny in smoke mode, a real (still CPU-sized) run otherwise."""
     # A strided convolutional stem along each lead and per-lead pooling: on the workshop data
     # they lifted test macro-AUC from 0.855 (linear patches, CLS) to 0.933; one residual block
-    # after each strided layer of the stem, to 0.946 (README, teacher variants)
+    # after each strided layer of the stem, to 0.946 (docs/teacher_search.md, teacher variants)
     architecture = {"tokenizer": "stem", "pooling": "leads", "stem_blocks": 1}
     if smoke:
         return (
@@ -152,7 +152,7 @@ def teacher_recipe(smoke: bool) -> tuple[ECGTransformerConfig, PretrainConfig, T
     # 0.5 s patches (60 tokens per 2.5 s window) halve the cost of the 0.25 s default on a CPU.
     # Two encoder blocks without dropout: a training step about 1.6x cheaper than four blocks with
     # dropout 0.1; over three seeds test macro-AUC 0.005 lower on the synthetic data and 0.022
-    # higher on PTB-XL-500 (README, "Two encoder blocks without dropout")
+    # higher on PTB-XL-500 (docs/teacher_search.md, "Two encoder blocks without dropout")
     full = current_scale(smoke) == "full"
     return (
         ECGTransformerConfig(patch_len=50, n_layers=2, dropout=0.0, **architecture),

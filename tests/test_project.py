@@ -59,6 +59,18 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", ci, flags=re.M), ".ci/run must call `make test`"
 
 
+def test_relative_links_in_the_documentation_point_at_files():
+    """README.md, data/README.md and docs/*.md: every [text](path) that is not a URL exists."""
+    pages = [ROOT / "README.md", ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert ROOT / "docs" / "teacher_search.md" in pages
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
+
+
 def test_cli_help_lists_the_commands():
     out = subprocess.run(
         [sys.executable, "-m", "evl_lite", "--help"], capture_output=True, text=True, check=True

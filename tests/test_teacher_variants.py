@@ -91,11 +91,12 @@ def test_variants_table_has_a_row_per_run_with_its_figures():
                         "0.917 / 0.801 / 0.900 / - / 0.800 | 294 | efc0fd8 |")
 
 
-def test_readme_table_is_the_committed_variants_record():
-    """The README's teacher-variants table is what `teacher-variants --table` prints for the record."""
+def test_teacher_search_table_is_the_committed_variants_record():
+    """The teacher search's variants table is what `teacher-variants --table` prints for the record."""
     root = Path(__file__).resolve().parents[1]
     record = json.loads((root / "results" / "teacher_variants_synthetic" / "variants.json").read_text())
-    assert variants_markdown(record) in (root / "README.md").read_text(), (
-        "README differs from results/teacher_variants_synthetic/variants.json: paste the output of "
+    assert variants_markdown(record) in (root / "docs" / "teacher_search.md").read_text(), (
+        "docs/teacher_search.md differs from results/teacher_variants_synthetic/variants.json: paste the "
+        "output of "
         "`python -m evl_lite teacher-variants --out results/teacher_variants_synthetic --table`"
     )
