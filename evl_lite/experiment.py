@@ -39,7 +39,7 @@ from evl_lite.recipes import (
     student_recipe,
     unlabelled_records,
 )
-from evl_lite.reproducibility import provenance
+from evl_lite.reproducibility import provenance, shell_command
 from evl_lite.teacher_cache import TeacherCache
 from evl_lite.training import predict, process_state, window_starts
 
@@ -208,7 +208,7 @@ def results_markdown(results: dict) -> str:
         ]
     lines += [
         "",
-        f"Command: `{results['provenance']['command']}`; commit {results['provenance']['commit']}; "
+        f"Command: `{shell_command(results['provenance'])}`; commit {results['provenance']['commit']}; "
         f"{results['provenance']['machine']}; {results['wall_seconds'] / 60:.1f} min wall time"
         + (
             f" ({results['runs_computed']} of {len(results['runs'])} student runs computed in that "

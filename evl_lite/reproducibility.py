@@ -23,6 +23,10 @@ PACKAGES = (
     "wfdb",
 )
 
+# Environment variables that change what a command computes, though its command line does not show
+# them: the scale of the notebooks' recipes, and the instruction sets the math libraries may use.
+RESULT_VARIABLES = ("EVL_LITE_SCALE", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
 
 def git_commit() -> str:
     """Short hash of the checked-out commit (with ``+dirty`` when files differ), or ``unknown``."""
@@ -82,13 +86,23 @@ def machine_description() -> str:
 
 
 def provenance(**extra) -> dict:
-    """What to store next to any result: command, commit, machine, versions, and ``extra`` (seeds...)."""
+    """What to store next to any result: command, commit, machine, versions, and ``extra`` (seeds...).
+
+    ``environment`` holds those of :data:`RESULT_VARIABLES` that are set (empty: none).
+    """
     return {
         "command": " ".join(["python -m evl_lite", *sys.argv[1:]])
         if sys.argv[0].endswith("__main__.py")
         else " ".join(sys.argv),
+        "environment": {name: os.environ[name] for name in RESULT_VARIABLES if name in os.environ},
         "commit": git_commit(),
         "machine": machine_description(),
         "versions": package_versions(),
         **extra,
     }
+
+
+def shell_command(record: dict) -> str:
+    """A provenance record's command as a shell line, its ``environment`` first (``VAR=value ...``)."""
+    settings = [f"{name}={value}" for name, value in record.get("environment", {}).items()]
+    return " ".join([*settings, record["command"]])

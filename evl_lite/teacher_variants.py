@@ -33,7 +33,7 @@ from evl_lite.evaluation import macro_auc
 from evl_lite.model_output import count_parameters
 from evl_lite.pretraining import pretrain
 from evl_lite.recipes import BenchmarkData, teacher_recipe
-from evl_lite.reproducibility import provenance
+from evl_lite.reproducibility import provenance, shell_command
 from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
 from evl_lite.training import predict, train
 
@@ -108,7 +108,7 @@ def run_variants(
     invocation = provenance()
     record = json.loads(path.read_text()) if path.is_file() else {"provenance": invocation, "runs": []}
     done = {r["name"] for r in record["runs"]}
-    made_by = {"command": invocation["command"], "commit": invocation["commit"]}  # per run: files grow
+    made_by = {"command": shell_command(invocation), "commit": invocation["commit"]}  # per run: files grow
     for name, spec in variants:
         if name in done:
             continue

@@ -4,7 +4,13 @@ import platform
 
 import torch
 
-from evl_lite.reproducibility import cpu_model, machine_description, provenance
+from evl_lite.reproducibility import (
+    RESULT_VARIABLES,
+    cpu_model,
+    machine_description,
+    provenance,
+    shell_command,
+)
 
 
 def test_machine_names_the_cpu_and_pytorchs_kernel_level():
@@ -23,3 +29,20 @@ def test_cpu_model_reads_the_model_name_and_falls_back_without_cpuinfo(tmp_path)
 
 def test_provenance_carries_the_machine_line():
     assert provenance(seeds=[0])["machine"] == machine_description()
+
+
+def test_provenance_records_the_environment_variables_that_change_results(monkeypatch):
+    for name in RESULT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert provenance()["environment"] == {}
+    monkeypatch.setenv("EVL_LITE_SCALE", "full")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("HOME_OF_SOMETHING_ELSE", "x")
+    assert provenance()["environment"] == {"EVL_LITE_SCALE": "full", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def test_shell_command_puts_the_environment_first():
+    command = "python -m evl_lite teacher-student --seeds 1"
+    record = {"command": command, "environment": {"EVL_LITE_SCALE": "full"}}
+    assert shell_command(record) == f"EVL_LITE_SCALE=full {command}"
+    assert shell_command({"command": command}) == command  # records made before the field existed
