@@ -90,7 +90,13 @@ def test_a_teacher_made_with_another_recipe_is_refused_naming_what_differs(tmp_p
 
 
 @pytest.mark.parametrize(
-    "record", ["teacher_student_synthetic", "teacher_student_synthetic_rerun", "teacher_student_ptbxl500"]
+    "record",
+    [
+        "teacher_student_synthetic",
+        "teacher_student_synthetic_rerun",
+        "teacher_student_synthetic_full",
+        "teacher_student_ptbxl500",
+    ],
 )
 def test_readme_quotes_the_committed_teacher_student_records(record):
     root = Path(__file__).resolve().parents[1]
