@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import wfdb
 
 from evl_lite.atomic import write_json_atomic
-from evl_lite.data import load_ptbxl, load_signals
+from evl_lite.data import PTBXL, load_ptbxl, load_signals
 from evl_lite.dataset import ECGSplit, prepare_splits
 from evl_lite.distillation.evl import DistillConfig, method_losses
 from evl_lite.errors import ECGDataError
@@ -119,18 +120,32 @@ def load_benchmark_data(
     return BenchmarkData(root=root, splits=splits, source=source)
 
 
+def records_are_normalised(db: PTBXL) -> bool:
+    """Whether the dataset's first record is stored in normalised units (``NU``), not in volts."""
+    header = wfdb.rdheader(str(db.record_base(int(db.ecg_ids[0]), 100)))
+    return all(str(unit).strip().upper() == "NU" for unit in header.units)
+
+
 def unlabelled_records(
     data: BenchmarkData, unlabelled_dir: str | os.PathLike | None = None, progress: bool = True
 ) -> np.ndarray:
     """Records x [N, 12, T] for masked-patch pretraining (labels never used).
 
-    The training split, plus the records of ``unlabelled_dir`` when given (e.g.
-    ``../shared/data/ptbxl-unlabelled``, already band-passed and z-scored per record).
+    The training split, plus the records of ``unlabelled_dir`` when given: records in
+    normalised units (``../shared/data/ptbxl-unlabelled``, already band-passed and z-scored per
+    record) as they are; records in mV, with folds (another synthetic draw), every fold
+    preprocessed as the benchmark's records are (:func:`model_preprocessing`, cached).
     """
     parts = [data.train.x]
     if unlabelled_dir:
         db = load_ptbxl(unlabelled_dir)
-        parts.append(load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress))
+        if records_are_normalised(db):
+            parts.append(load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress))
+        else:
+            cache_dir = default_data_root() / "cache"
+            splits = cached_splits(unlabelled_dir, model_preprocessing(), MODEL_NORMALISATION, cache_dir,
+                                   progress=progress)
+            parts += [split.x for split in splits.values()]
     return np.concatenate(parts).astype(np.float32)
 
 

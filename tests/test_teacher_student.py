@@ -8,11 +8,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from toy_ecg import toy_split
 
+from evl_lite.data import load_ptbxl
 from evl_lite.errors import ECGDataError
-from evl_lite.recipes import BenchmarkData, get_teacher, recipe_differences
+from evl_lite.recipes import (
+    MODEL_NORMALISATION,
+    SMOKE_RECORDS,
+    BenchmarkData,
+    get_teacher,
+    load_benchmark_data,
+    model_preprocessing,
+    recipe_differences,
+    records_are_normalised,
+    unlabelled_records,
+)
+from evl_lite.sources import synthetic_dataset
+from evl_lite.split_cache import cached_splits
 
 
 def test_teacher_student_smoke_over_two_seeds(tmp_path):
@@ -106,3 +120,20 @@ def test_readme_quotes_the_committed_teacher_student_records(record):
         stats = summary[f"{model}_test_macro_auc"]
         quoted = f"{stats['mean']:.3f} ± {stats['sd']:.3f} (" + ", ".join(f"{v:.3f}" for v in stats["values"])
         assert quoted in readme, f"README does not quote {record}'s {model}: {quoted}"
+
+
+def test_unlabelled_records_in_mv_are_preprocessed_like_the_benchmark(
+    tmp_path, monkeypatch, ptbxl_unlabelled
+):
+    monkeypatch.setenv("EVL_LITE_DATA", str(tmp_path / "data"))
+    data = load_benchmark_data(smoke=True, progress=False)
+    other = synthetic_dataset(SMOKE_RECORDS, seed=1, target=tmp_path / "other_draw")  # in mV, with folds
+    assert not records_are_normalised(load_ptbxl(other))
+    assert records_are_normalised(load_ptbxl(ptbxl_unlabelled))
+    x = unlabelled_records(data, other, progress=False)
+    splits = cached_splits(other, model_preprocessing(), MODEL_NORMALISATION, tmp_path / "data" / "cache",
+                           progress=False)
+    extra = np.concatenate([s.x for s in splits.values()])
+    assert len(extra) > 0.9 * SMOKE_RECORDS  # every fold, not only the training one
+    np.testing.assert_array_equal(x, np.concatenate([data.train.x, extra]))
+    np.testing.assert_allclose(extra.std(-1), 1.0, atol=1e-3)  # each lead z-scored, as the benchmark's
