@@ -170,7 +170,7 @@ def _bench_deployment(args: argparse.Namespace) -> int:
 
 
 def _teacher_variants(args: argparse.Namespace) -> int:
-    from evl_lite.recipes import load_benchmark_data
+    from evl_lite.recipes import load_benchmark_data, unlabelled_records
     from evl_lite.teacher_variants import parse_variant, run_variants, variants_markdown
 
     try:
@@ -191,7 +191,8 @@ def _teacher_variants(args: argparse.Namespace) -> int:
     # --seed seeds the model and its training only: the data stay the benchmark's draw (synthetic
     # seed 0, as in teacher-student and experiment) unless --data-seed asks for another one
     data = load_benchmark_data(args.data, args.path, smoke=args.smoke, seed=args.data_seed, progress=False)
-    record = run_variants(variants, data, args.out, args.smoke, args.seed)
+    unlabelled = unlabelled_records(data, args.unlabelled, progress=False) if args.unlabelled else None
+    record = run_variants(variants, data, args.out, args.smoke, args.seed, unlabelled)
     if args.table:
         print(variants_markdown(record))
         return 0
@@ -371,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and training")
     p.add_argument("--data-seed", type=int, default=0,
                    help="which synthetic draw (default 0: the benchmark of teacher-student and experiment)")
+    p.add_argument("--unlabelled", default=None,
+                   help="records for pretraining, with the training split (as in teacher-student)")
     p.add_argument("--smoke", action="store_true", help="tiny models and data (seconds)")
     p.set_defaults(func=_teacher_variants)
 

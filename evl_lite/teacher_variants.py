@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from evl_lite.atomic import write_json_atomic
@@ -70,8 +71,18 @@ def build_variant(spec: dict[str, Any], smoke: bool, seed: int = 0) -> ECGTransf
     return model
 
 
-def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: bool, seed: int = 0) -> dict:
-    """Pretrain (``pretrain_epochs``, default 0) and fine-tune one variant; its scores."""
+def run_variant(
+    name: str,
+    spec: dict[str, Any],
+    data: BenchmarkData,
+    smoke: bool,
+    seed: int = 0,
+    unlabelled: np.ndarray | None = None,
+) -> dict:
+    """Pretrain (``pretrain_epochs``, default 0) and fine-tune one variant; its scores.
+
+    Pretraining reads ``unlabelled`` (``recipes.unlabelled_records``), else the training split.
+    """
     _, pre_config, fine_config = teacher_recipe(smoke)
     train_overrides = {**spec.get("train", {}), "seed": seed, "progress": False}
     fine_config = dataclasses.replace(fine_config, **train_overrides)  # an unknown field is a TypeError
@@ -81,7 +92,7 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
         overrides = {**spec.get("pretrain", {}), "epochs": spec["pretrain_epochs"], "seed": seed,
                      "progress": False}
         pre_config = dataclasses.replace(pre_config, **overrides)  # an unknown field is a TypeError
-        pretrain(model, data.train.x, pre_config)
+        pretrain(model, data.train.x if unlabelled is None else unlabelled, pre_config)
     result = train(model, data.train, data.val, fine_config)
     window = {"crop": fine_config.crop, "n_windows": fine_config.eval_windows}
     test_auc, test_per_class = macro_auc(data.test.y, predict(model, data.test.x, **window))
@@ -97,11 +108,17 @@ def run_variant(name: str, spec: dict[str, Any], data: BenchmarkData, smoke: boo
         "parameters": count_parameters(model),
         "seed": seed,
         "path": str(data.root),  # the dataset directory, as in teacher-student and experiment records
+        "pretraining_records": len(data.train.x if unlabelled is None else unlabelled),
     }
 
 
 def run_variants(
-    variants: list[tuple[str, dict]], data: BenchmarkData, out: str | os.PathLike, smoke: bool, seed: int = 0
+    variants: list[tuple[str, dict]],
+    data: BenchmarkData,
+    out: str | os.PathLike,
+    smoke: bool,
+    seed: int = 0,
+    unlabelled: np.ndarray | None = None,
 ) -> dict:
     """Run each variant not already in ``out/variants.json``; returns the whole file's content."""
     path = Path(out) / "variants.json"
@@ -112,7 +129,7 @@ def run_variants(
     for name, spec in variants:
         if name in done:
             continue
-        record["runs"].append({**run_variant(name, spec, data, smoke, seed), **made_by})
+        record["runs"].append({**run_variant(name, spec, data, smoke, seed, unlabelled), **made_by})
         write_json_atomic(path, record)
     return record
 

@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from toy_ecg import toy_split
 
-from evl_lite.teacher_variants import build_variant, parse_variant, variants_markdown
+from evl_lite import teacher_variants
+from evl_lite.recipes import BenchmarkData
+from evl_lite.teacher_variants import build_variant, parse_variant, run_variant, variants_markdown
 
 
 def test_variants_parse_and_bad_ones_are_named():
@@ -100,3 +104,18 @@ def test_teacher_search_table_is_the_committed_variants_record():
         "output of "
         "`python -m evl_lite teacher-variants --out results/teacher_variants_synthetic --table`"
     )
+
+
+def test_a_variant_pretrains_on_the_unlabelled_records_when_given(tmp_path, monkeypatch):
+    splits = {name: toy_split(name, n, seed, length=1000) for name, n, seed in
+              (("train", 32, 0), ("val", 16, 1), ("test", 16, 2))}
+    data = BenchmarkData(root=tmp_path, splits=splits, source="synthetic")
+    unlabelled = np.concatenate([data.train.x, toy_split("other", 24, 3, length=1000).x])
+    seen = []
+    real_pretrain = teacher_variants.pretrain
+    monkeypatch.setattr(teacher_variants, "pretrain", lambda model, x, config: seen.append(x) or
+                        real_pretrain(model, x, config))
+    alone = run_variant("p", {"pretrain_epochs": 1}, data, smoke=True)
+    more = run_variant("p", {"pretrain_epochs": 1}, data, smoke=True, unlabelled=unlabelled)
+    assert seen[0] is data.train.x and seen[1] is unlabelled
+    assert alone["pretraining_records"] == 32 and more["pretraining_records"] == 56
