@@ -109,6 +109,7 @@ def test_a_teacher_made_with_another_recipe_is_refused_naming_what_differs(tmp_p
         "teacher_student_synthetic",
         "teacher_student_synthetic_rerun",
         "teacher_student_synthetic_full",
+        "teacher_student_synthetic_unlabelled5000",
         "teacher_student_ptbxl500",
     ],
 )
