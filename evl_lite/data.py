@@ -247,6 +247,18 @@ def canonical_lead_name(name: str) -> str | None:
     return LEAD_ALIASES.get(key)
 
 
+def read_header(base: str | os.PathLike) -> wfdb.Record:
+    """The WFDB header of a record (path without extension); a missing or malformed one is an ECGDataError."""
+    base = Path(base)
+    hea = base.with_name(base.name + ".hea")
+    if not hea.is_file():
+        raise ECGDataError(hea, "header file is missing")
+    try:
+        return wfdb.rdheader(str(base))
+    except Exception as exc:  # wfdb raises many types for a malformed header
+        raise ECGDataError(hea, f"header cannot be parsed ({type(exc).__name__}: {exc})") from None
+
+
 def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tuple[np.ndarray, float]:
     """Read one WFDB record as x [12, T] float32 in mV (leads in LEADS order) and its rate.
 
@@ -259,12 +271,7 @@ def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tupl
     """
     base = Path(base)
     hea = base.with_name(base.name + ".hea")
-    if not hea.is_file():
-        raise ECGDataError(hea, "header file is missing")
-    try:
-        header = wfdb.rdheader(str(base))
-    except Exception as exc:  # wfdb raises many types for a malformed header
-        raise ECGDataError(hea, f"header cannot be parsed ({type(exc).__name__}: {exc})") from None
+    header = read_header(base)
     if not header.sig_name or not header.sig_len:
         raise ECGDataError(hea, "header lists no signals or no samples")
     _check_dat_sizes(base, header)

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import wfdb
 
 from evl_lite.atomic import write_json_atomic
-from evl_lite.data import PTBXL, load_ptbxl, load_signals
+from evl_lite.data import PTBXL, load_ptbxl, load_signals, read_header
 from evl_lite.dataset import ECGSplit, prepare_splits
 from evl_lite.distillation.evl import DistillConfig, method_losses
 from evl_lite.errors import ECGDataError
@@ -122,7 +121,7 @@ def load_benchmark_data(
 
 def records_are_normalised(db: PTBXL) -> bool:
     """Whether the dataset's first record is stored in normalised units (``NU``), not in volts."""
-    header = wfdb.rdheader(str(db.record_base(int(db.ecg_ids[0]), 100)))
+    header = read_header(db.record_base(int(db.ecg_ids[0]), 100))
     return all(str(unit).strip().upper() == "NU" for unit in header.units)
 
 

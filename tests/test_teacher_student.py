@@ -138,3 +138,12 @@ def test_unlabelled_records_in_mv_are_preprocessed_like_the_benchmark(
     assert len(extra) > 0.9 * SMOKE_RECORDS  # every fold, not only the training one
     np.testing.assert_array_equal(x, np.concatenate([data.train.x, extra]))
     np.testing.assert_allclose(extra.std(-1), 1.0, atol=1e-3)  # each lead z-scored, as the benchmark's
+
+
+def test_an_unlabelled_directory_with_a_missing_header_is_named(tmp_path):
+    other = synthetic_dataset(SMOKE_RECORDS, seed=1, target=tmp_path / "draw", progress=False)
+    db = load_ptbxl(other)
+    header = db.record_base(int(db.ecg_ids[0]), 100).with_suffix(".hea")
+    header.unlink()
+    with pytest.raises(ECGDataError, match=r"\.hea: header file is missing"):
+        records_are_normalised(db)
