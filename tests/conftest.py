@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -145,11 +146,23 @@ def accelerate_launch(args: list[str], timeout: int = 600) -> subprocess.Complet
 
     Accelerate 1.15 starts several CPU processes through its torchrun launcher (``--multi_gpu``)
     when ACCELERATE_USE_CPU is set; ``--cpu --num_processes 2`` alone starts only one without MPI.
+    Each launch gets its own free port: two launches in parallel test workers would otherwise both
+    bind torchrun's default 29500, and the second would fail. A failure shows the processes' stderr.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     command = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", *args]
-    return subprocess.run(command, check=True, timeout=timeout, env=env, capture_output=True, text=True)
+               "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
+               *args]
+    proc = subprocess.run(command, timeout=timeout, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"accelerate launch exited with {proc.returncode}:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (the system picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
