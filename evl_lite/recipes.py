@@ -140,11 +140,9 @@ def unlabelled_records(
         db = load_ptbxl(unlabelled_dir)
         if records_are_normalised(db):
             parts.append(load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress))
-        else:
-            cache_dir = default_data_root() / "cache"
-            splits = cached_splits(unlabelled_dir, model_preprocessing(), MODEL_NORMALISATION, cache_dir,
-                                   progress=progress)
-            parts += [split.x for split in splits.values()]
+        else:  # in mV: every fold, loaded (and cached) as the benchmark's records are
+            other = load_benchmark_data("ptbxl", unlabelled_dir, progress=progress)
+            parts += [split.x for split in other.splits.values()]
     return np.concatenate(parts).astype(np.float32)
 
 

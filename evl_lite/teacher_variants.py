@@ -86,13 +86,14 @@ def run_variant(
     _, pre_config, fine_config = teacher_recipe(smoke)
     train_overrides = {**spec.get("train", {}), "seed": seed, "progress": False}
     fine_config = dataclasses.replace(fine_config, **train_overrides)  # an unknown field is a TypeError
+    pretraining_x = data.train.x if unlabelled is None else unlabelled
     start = time.perf_counter()
     model = build_variant(spec, smoke, seed)
     if spec.get("pretrain_epochs"):  # the recipe's pretraining, for this many epochs
         overrides = {**spec.get("pretrain", {}), "epochs": spec["pretrain_epochs"], "seed": seed,
                      "progress": False}
         pre_config = dataclasses.replace(pre_config, **overrides)  # an unknown field is a TypeError
-        pretrain(model, data.train.x if unlabelled is None else unlabelled, pre_config)
+        pretrain(model, pretraining_x, pre_config)
     result = train(model, data.train, data.val, fine_config)
     window = {"crop": fine_config.crop, "n_windows": fine_config.eval_windows}
     test_auc, test_per_class = macro_auc(data.test.y, predict(model, data.test.x, **window))
@@ -108,7 +109,7 @@ def run_variant(
         "parameters": count_parameters(model),
         "seed": seed,
         "path": str(data.root),  # the dataset directory, as in teacher-student and experiment records
-        "pretraining_records": len(data.train.x if unlabelled is None else unlabelled),
+        "pretraining_records": len(pretraining_x),
     }
 
 
