@@ -26,6 +26,8 @@ after the sigmoid, or a logit: AUC does not care, the default 0.5 threshold does
 - **Percentile bootstrap** confidence intervals (Efron & Tibshirani 1993): records are
   resampled with replacement, the metric recomputed, and the ``alpha / 2`` and
   ``1 - alpha / 2`` quantiles reported.
+- **Over seeds** (:func:`over_seeds`): mean and sample standard deviation (``ddof=1``) of one
+  metric over training seeds, as every multi-seed record reports it.
 
 Inputs are numpy arrays; outputs are plain floats, lists and dicts, ready for ``json.dump``.
 Bad input (shape mismatch, labels other than 0/1, NaN or infinite scores) raises
@@ -222,6 +224,12 @@ def bootstrap_ci(
         )
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def over_seeds(values: Sequence[float]) -> dict:
+    """``{"mean", "sd", "values"}`` of one metric over seeds; ``sd`` with ``ddof=1`` (0 for one seed)."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "values": v.tolist()}
 
 
 def evaluate(

@@ -30,7 +30,7 @@ from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.distillation.evl import DistillConfig
 from evl_lite.efficiency import efficiency_report
 from evl_lite.errors import ECGDataError
-from evl_lite.evaluation import evaluate, tune_thresholds
+from evl_lite.evaluation import evaluate, over_seeds, tune_thresholds
 from evl_lite.method_names import ABLATIONS, BASELINES, parse_methods
 from evl_lite.recipes import (
     distill_student,
@@ -105,12 +105,7 @@ def summarise(runs: list[dict], methods: list[str]) -> dict:
     for m, rs in by_method.items():
         row = {"seeds": [r["seed"] for r in rs]}
         for key in (*METRICS, "val_macro_auc", "train_seconds"):
-            v = np.array([r[key] for r in rs], dtype=float)
-            row[key] = {
-                "mean": float(v.mean()),
-                "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                "values": v.tolist(),
-            }
+            row[key] = over_seeds([r[key] for r in rs])
         table[m] = row
     comparisons = {}
     baselines = [m for m in methods if m in BASELINES and m != "scratch"]

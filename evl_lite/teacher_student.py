@@ -14,11 +14,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from evl_lite.atomic import write_json_atomic
-from evl_lite.evaluation import macro_auc
+from evl_lite.evaluation import macro_auc, over_seeds
 from evl_lite.recipes import get_teacher, load_benchmark_data, unlabelled_records
 from evl_lite.reproducibility import provenance
 from evl_lite.student import ECGStudentCNN, StudentConfig
@@ -71,12 +70,7 @@ def run_teacher_student(
         per_seed.append(result)
 
     def stats(key: str) -> dict:
-        values = np.array([r[key] for r in per_seed])
-        return {
-            "mean": float(values.mean()),
-            "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "values": values.tolist(),
-        }
+        return over_seeds([r[key] for r in per_seed])
 
     summary = {
         "data": source,

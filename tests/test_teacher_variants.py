@@ -14,6 +14,7 @@ import torch
 from toy_ecg import toy_split
 
 from evl_lite import teacher_variants
+from evl_lite.evaluation import over_seeds
 from evl_lite.recipes import BenchmarkData
 from evl_lite.teacher_variants import build_variant, parse_variant, run_variant, variants_markdown
 
@@ -104,6 +105,57 @@ def test_teacher_search_table_is_the_committed_variants_record():
         "output of "
         "`python -m evl_lite teacher-variants --out results/teacher_variants_synthetic --table`"
     )
+
+
+# docs/teacher_search.md's table of paired seeds 0, 1, 2: row label -> the committed records of its
+# seeds, each (results directory, variant name), or (directory, None) for a teacher-student record
+PAIRED_SEED_ROWS = {
+    "the recipe": [("teacher_student_synthetic_rerun", None)],
+    "fine-tuning in batches of 16": [
+        ("teacher_variants_synthetic", "recipe-finetune-batch-16"),
+        ("teacher_variants_synthetic_finetune_bs16_seed1", "recipe-finetune-batch-16"),
+        ("teacher_variants_synthetic_finetune_bs16_seed2", "recipe-finetune-batch-16"),
+    ],
+    "5,000 more unlabelled records": [("teacher_student_synthetic_unlabelled5000", None)],
+    "both": [
+        (f"teacher_variants_synthetic_unlabelled5000_seed{s}", "recipe-finetune-batch-16-unlabelled-5000")
+        for s in range(3)
+    ],
+}
+
+
+def _teacher_seeds(root: Path, sources: list) -> tuple[list[float], list[float]]:
+    """Test and validation macro-AUC of the teacher over seeds 0, 1, 2, read from committed records."""
+    test, val = [], []
+    for directory, variant in sources:
+        if variant is None:
+            record = json.loads((root / "results" / directory / "teacher_student.json").read_text())
+            runs = [(r["seed"], r["teacher_test_macro_auc"], r["teacher_val_macro_auc"])
+                    for r in record["per_seed"]]
+        else:
+            record = json.loads((root / "results" / directory / "variants.json").read_text())
+            runs = [(r.get("seed", 0), r["test_macro_auc"], r["val_macro_auc"])
+                    for r in record["runs"] if r["name"] == variant]
+        for _, t, v in sorted(runs):
+            test.append(t)
+            val.append(v)
+    return test, val
+
+
+@pytest.mark.parametrize("label", list(PAIRED_SEED_ROWS))
+def test_teacher_search_paired_seeds_table_quotes_the_records(label):
+    root = Path(__file__).resolve().parents[1]
+    test, val = _teacher_seeds(root, PAIRED_SEED_ROWS[label])
+    assert len(test) == 3, f"{label}: records hold {len(test)} seeds, not 3"
+    stats = over_seeds(test)
+    rows = [line for line in (root / "docs" / "teacher_search.md").read_text().splitlines()
+            if line.startswith(f"| {label} |")]
+    assert len(rows) == 1, f"docs/teacher_search.md has {len(rows)} rows labelled {label!r}"
+    _, test_cell, val_cell, _ = rows[0].split("|")[1:]
+    assert test_cell.replace("*", "").strip() == (
+        ", ".join(f"{v:.3f}" for v in test) + f" ({stats['mean']:.3f} ± {stats['sd']:.3f})"
+    )
+    assert val_cell.strip() == ", ".join(f"{v:.3f}" for v in val)
 
 
 def test_a_variant_pretrains_on_the_unlabelled_records_when_given(tmp_path, monkeypatch):
