@@ -6,7 +6,8 @@ Built on HF Accelerate, so the same code runs on a CPU, one GPU or many processe
 with the model. Recipe after the PTB-XL benchmark (Strodthoff et al. 2021): AdamW with a
 one-cycle schedule, random fixed-length crops for training, and evaluation as the maximum
 of the sigmoid outputs over sliding windows; model selection and early stopping on the
-validation macro-AUC.
+validation macro-AUC. With ``ema_decay`` set, validation and selection read an exponential
+moving average of the weights instead (:mod:`evl_lite.weight_average`).
 
 Every epoch writes ``history.csv``/``history.json`` and a checkpoint directory atomically
 (written aside, then renamed), so an interrupted run resumes where it stopped
@@ -15,6 +16,7 @@ Every epoch writes ``history.csv``/``history.json`` and a checkpoint directory a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -37,6 +39,7 @@ from evl_lite.atomic import replace_atomically, write_json_atomic
 from evl_lite.dataset import ECGDataset, ECGSplit, make_loader
 from evl_lite.evaluation import macro_auc
 from evl_lite.model_output import ModelOutput
+from evl_lite.weight_average import WeightAverage
 
 
 @dataclass
@@ -52,6 +55,7 @@ class TrainConfig:
     eval_windows: int = 7  # sliding windows at evaluation, prediction = max over windows
     patience: int | None = None  # early stopping after this many epochs without improvement
     grad_clip: float | None = 1.0
+    ema_decay: float | None = None  # validate and keep a moving average of the weights (weight_average.py)
     seed: int = 0
     progress: bool = True
 
@@ -227,6 +231,7 @@ def _save_checkpoint(
     scheduler,
     state: dict[str, Any],
     best_model_state: dict[str, Tensor],
+    averaged_state: dict[str, Tensor] | None = None,
 ) -> None:
     """Write the resumable state into ``directory`` atomically (temp dir, then rename).
 
@@ -244,6 +249,9 @@ def _save_checkpoint(
         {k: v.detach().cpu().contiguous() for k, v in best_model_state.items()},
         tmp / "best_model.safetensors",
     )
+    if averaged_state is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in averaged_state.items()},
+                  tmp / "averaged_model.safetensors")
     objective_state = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
     if objective_state:
         save_file(objective_state, tmp / "objective.safetensors")
@@ -347,6 +355,7 @@ def train(
     best_auc, best_epoch, start_epoch = -1.0, -1, 0
     unwrapped = accelerator.unwrap_model(model)
     best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+    average = WeightAverage(unwrapped, config.ema_decay) if config.ema_decay is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
     if resume and ckpt_dir is not None and (found := _find_checkpoint(ckpt_dir)) is not None:
         state = json.loads((found / "state.json").read_text())
@@ -358,6 +367,8 @@ def train(
         optimizer.load_state_dict(trainer_state["optimizer"])
         scheduler.load_state_dict(trainer_state["scheduler"])
         history, best_auc, best_epoch = state["history"], state["best_auc"], state["best_epoch"]
+        if average is not None:
+            average.load(load_file(found / "averaged_model.safetensors"), state["averaged_updates"])
         start_epoch = state["epoch"] + 1
 
     bar = tqdm(
@@ -386,6 +397,8 @@ def train(
                 accelerator.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update()
             logs["loss"] = float(loss.detach())
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -399,7 +412,12 @@ def train(
             ),
             reduction="sum",
         ).tolist()
-        val_auc, val_n = evaluate_loader(model, val_loader, accelerator, config.crop, config.eval_windows)
+        # with ema_decay, validation and model selection read the averaged weights
+        with average.swapped_in() if average is not None else contextlib.nullcontext():
+            val_auc, val_n = evaluate_loader(model, val_loader, accelerator, config.crop, config.eval_windows)
+            if val_auc > best_auc:
+                best_auc, best_epoch = val_auc, epoch
+                best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
         row = {
             "epoch": epoch,
             "val_macro_auc": val_auc,
@@ -408,9 +426,6 @@ def train(
             **{f"train_{k}": v / max(totals[-1], 1) for k, v in zip(keys, totals, strict=False)},
         }
         history.append(row)
-        if val_auc > best_auc:
-            best_auc, best_epoch = val_auc, epoch
-            best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_auc=f"{val_auc:.3f}")
         if out is not None and accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
@@ -427,8 +442,10 @@ def train(
                     "best_auc": best_auc,
                     "best_epoch": best_epoch,
                     "config": asdict(config),
+                    **({"averaged_updates": average.updates} if average is not None else {}),
                 },
                 best_state,
+                average.state if average is not None else None,
             )
         accelerator.wait_for_everyone()
         if config.patience is not None and epoch - best_epoch >= config.patience:
