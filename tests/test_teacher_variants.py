@@ -121,6 +121,10 @@ PAIRED_SEED_ROWS = {
         (f"teacher_variants_synthetic_unlabelled5000_seed{s}", "recipe-finetune-batch-16-unlabelled-5000")
         for s in range(3)
     ],
+    "both, with 20,000 unlabelled records": [
+        (f"teacher_variants_synthetic_unlabelled20000_seed{s}", "recipe-finetune-batch-16-unlabelled-20000")
+        for s in range(3)
+    ],
 }
 
 
