@@ -121,6 +121,13 @@ PAIRED_SEED_ROWS = {
         (f"teacher_variants_synthetic_unlabelled5000_seed{s}", "recipe-finetune-batch-16-unlabelled-5000")
         for s in range(3)
     ],
+    "batches of 16, validated on a moving average of the weights": [
+        (f"teacher_variants_synthetic_ema_seed{s}", "recipe-finetune-batch-16-ema-0.995") for s in range(3)
+    ],
+    "both, validated on a moving average of the weights": [
+        (f"teacher_variants_synthetic_unlabelled5000_seed{s}",
+         "recipe-finetune-batch-16-unlabelled-5000-ema-0.995") for s in range(3)
+    ],
     "both, with 20,000 unlabelled records": [
         (f"teacher_variants_synthetic_unlabelled20000_seed{s}", "recipe-finetune-batch-16-unlabelled-20000")
         for s in range(3)
