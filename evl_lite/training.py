@@ -242,19 +242,16 @@ def _save_checkpoint(
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors"
-    )
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in best_model_state.items()},
-        tmp / "best_model.safetensors",
-    )
+
+    def save_tensors(tensors: dict[str, Tensor], name: str) -> None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / name)
+
+    save_tensors(model.state_dict(), "model.safetensors")
+    save_tensors(best_model_state, "best_model.safetensors")
     if averaged_state is not None:
-        save_file({k: v.detach().cpu().contiguous() for k, v in averaged_state.items()},
-                  tmp / "averaged_model.safetensors")
-    objective_state = {k: v.detach().cpu().contiguous() for k, v in objective.state_dict().items()}
-    if objective_state:
-        save_file(objective_state, tmp / "objective.safetensors")
+        save_tensors(averaged_state, "averaged_model.safetensors")
+    if objective_state := objective.state_dict():
+        save_tensors(objective_state, "objective.safetensors")
     # Optimiser and scheduler state hold only tensors and numbers: loaded with weights_only=True.
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "trainer_state.pt"
@@ -367,8 +364,14 @@ def train(
         optimizer.load_state_dict(trainer_state["optimizer"])
         scheduler.load_state_dict(trainer_state["scheduler"])
         history, best_auc, best_epoch = state["history"], state["best_auc"], state["best_epoch"]
+        averaged_file = found / "averaged_model.safetensors"
+        if (average is not None) != averaged_file.is_file():  # selection would switch weights mid-run
+            raise ValueError(
+                f"{found}: the checkpoint was written {'without' if average else 'with'} ema_decay and "
+                f"this run has ema_decay={config.ema_decay}; resume with the config it was made with"
+            )
         if average is not None:
-            average.load(load_file(found / "averaged_model.safetensors"), state["averaged_updates"])
+            average.load(load_file(averaged_file), state["averaged_updates"])
         start_epoch = state["epoch"] + 1
 
     bar = tqdm(

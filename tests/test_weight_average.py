@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
@@ -87,6 +88,14 @@ def test_a_resumed_run_keeps_its_average(toy, tmp_path):
               out_dir=tmp_path)
     saved = _find_checkpoint(tmp_path / "checkpoint")
     assert (saved / "averaged_model.safetensors").is_file()
+    # resumed with another choice of weights to select on: refused, naming the checkpoint
+    with pytest.raises(ValueError, match=r"checkpoint.*written with ema_decay and this run has ema_decay=No"):
+        train(ECGStudentCNN(StudentConfig()), train_split, val_split, FAST, out_dir=tmp_path, resume=True)
+    plain = tmp_path / "plain"
+    shutil.copytree(saved, plain / "checkpoint")
+    (plain / "checkpoint" / "averaged_model.safetensors").unlink()  # as a run without ema_decay writes it
+    with pytest.raises(ValueError, match=r"written without ema_decay and this run has ema_decay=0.9"):
+        train(ECGStudentCNN(StudentConfig()), train_split, val_split, config, out_dir=plain, resume=True)
     torch.manual_seed(1)  # other initial weights: everything must come from the checkpoint
     resumed = train(ECGStudentCNN(StudentConfig()), train_split, val_split, config, out_dir=tmp_path,
                     resume=True)
