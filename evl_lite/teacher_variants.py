@@ -10,8 +10,9 @@ JSON object that overrides the workshop recipe::
 ``pretrain`` overrides the recipe's pretraining (used only when ``pretrain_epochs`` > 0).
 ``embed_std`` re-draws the lead and time embeddings with that standard deviation;
 ``reset_tokenizer`` gives the patch embedding PyTorch's default (Kaiming-uniform)
-initialisation instead of BERT's N(0, 0.02). Each result (validation and test macro-AUC,
-the validation curve, seconds) is appended to ``variants.json`` in ``out``, which is
+initialisation instead of BERT's N(0, 0.02). Each result (validation and test macro-AUC, a
+95% percentile bootstrap interval of the test figure over the test records, the validation
+curve, seconds) is appended to ``variants.json`` in ``out``, which is
 rewritten atomically, so an interrupted search keeps every finished variant.
 ``python -m evl_lite teacher-variants --out DIR NAME=JSON ...`` runs them in order.
 """
@@ -30,7 +31,7 @@ import torch
 
 from evl_lite.atomic import write_json_atomic
 from evl_lite.constants import SUPERCLASSES
-from evl_lite.evaluation import macro_auc
+from evl_lite.evaluation import bootstrap_ci, macro_auc
 from evl_lite.model_output import count_parameters
 from evl_lite.pretraining import pretrain
 from evl_lite.recipes import BenchmarkData, teacher_recipe
@@ -96,7 +97,12 @@ def run_variant(
         pretrain(model, pretraining_x, pre_config)
     result = train(model, data.train, data.val, fine_config)
     window = {"crop": fine_config.crop, "n_windows": fine_config.eval_windows}
-    test_auc, test_per_class = macro_auc(data.test.y, predict(model, data.test.x, **window))
+    test_scores = predict(model, data.test.x, **window)
+    test_auc, test_per_class = macro_auc(data.test.y, test_scores)
+    try:  # how far the test records alone move the figure: a percentile bootstrap over them
+        test_ci = list(bootstrap_ci(macro_auc, data.test.y, test_scores))
+    except ValueError:  # a split too small for an interval (smoke runs): none, rather than a lost run
+        test_ci = None
     return {
         "name": name,
         "spec": spec,
@@ -104,6 +110,7 @@ def run_variant(
         "best_epoch": result.best_epoch,
         "test_macro_auc": test_auc,
         "test_per_class_auc": test_per_class,
+        "test_macro_auc_ci95": test_ci,  # 1,000 resamples of the test records
         "val_curve": [round(h["val_macro_auc"], 4) for h in result.history],
         "seconds": time.perf_counter() - start,
         "parameters": count_parameters(model),

@@ -67,6 +67,8 @@ def test_command_runs_variants_and_keeps_finished_ones(tmp_path):
         per_class = [v for v in r["test_per_class_auc"].values() if v is not None]
         assert set(r["test_per_class_auc"]) == {"NORM", "MI", "STTC", "CD", "HYP"}
         assert r["test_macro_auc"] == pytest.approx(sum(per_class) / len(per_class))
+        low, high = r["test_macro_auc_ci95"]  # a bootstrap over the test records, around the figure
+        assert 0 <= low <= r["test_macro_auc"] <= high <= 1 and high - low > 0
     assert record["provenance"]["commit"] and "default" in proc.stdout and "vit" in proc.stdout
     assert all("teacher-variants --smoke" in r["command"] for r in record["runs"])
     # nothing to redo
