@@ -171,6 +171,21 @@ def test_teacher_search_paired_seeds_table_quotes_the_records(label):
     assert val_cell.strip() == ", ".join(f"{v:.3f}" for v in val)
 
 
+def test_the_best_teachers_rerun_repeats_it_and_its_interval_is_quoted():
+    root = Path(__file__).resolve().parents[1]
+    name = "recipe-finetune-batch-16-unlabelled-5000-ema-0.995"
+    def runs(record: str) -> list[dict]:
+        return json.loads((root / "results" / record / "variants.json").read_text())["runs"]
+
+    (rerun,) = runs("teacher_variants_synthetic_best_rerun_seed0")
+    (first,) = [r for r in runs("teacher_variants_synthetic_unlabelled5000_seed0") if r["name"] == name]
+    assert rerun["name"] == name and rerun["seed"] == first["seed"] == 0
+    assert rerun["test_macro_auc"] == first["test_macro_auc"] and rerun["val_curve"] == first["val_curve"]
+    low, high = rerun["test_macro_auc_ci95"]
+    for doc in ("README.md", "docs/teacher_search.md"):
+        assert f"{low:.3f}-{high:.3f}" in (root / doc).read_text(), f"{doc} does not quote the interval"
+
+
 def test_a_variant_pretrains_on_the_unlabelled_records_when_given(tmp_path, monkeypatch):
     splits = {name: toy_split(name, n, seed, length=1000) for name, n, seed in
               (("train", 32, 0), ("val", 16, 1), ("test", 16, 2))}
