@@ -116,7 +116,7 @@ def run_variant(
         "parameters": count_parameters(model),
         "seed": seed,
         "path": str(data.root),  # the dataset directory, as in teacher-student and experiment records
-        "pretraining_records": len(pretraining_x),
+        "pretraining_records": len(pretraining_x) if spec.get("pretrain_epochs") else 0,
     }
 
 

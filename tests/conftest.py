@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import wfdb
+from toy_ecg import toy_split
 
 # Under pytest-xdist (``make test`` runs two workers on the two cores) each worker and every
 # process it starts computes on one thread: two workers of two threads each would oversubscribe.
@@ -172,3 +173,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """The toy task's training and validation splits (``toy_ecg``)."""
+    return toy_split("train", 96, 0), toy_split("val", 40, 1)
+

@@ -199,3 +199,4 @@ def test_a_variant_pretrains_on_the_unlabelled_records_when_given(tmp_path, monk
     more = run_variant("p", {"pretrain_epochs": 1}, data, smoke=True, unlabelled=unlabelled)
     assert seen[0] is data.train.x and seen[1] is unlabelled
     assert alone["pretraining_records"] == 32 and more["pretraining_records"] == 56
+    assert run_variant("n", {}, data, smoke=True)["pretraining_records"] == 0  # no pretraining stage

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import accelerate_launch, requires_accelerate
-from toy_ecg import toy_split
+from toy_ecg import FAST
 
 from evl_lite.distillation import LogitKD
 from evl_lite.student import ECGStudentCNN, StudentConfig
@@ -36,12 +36,6 @@ from evl_lite.training import (
 )
 
 SCRIPT = Path(__file__).parent / "scripts" / "train_toy.py"
-FAST = TrainConfig(epochs=3, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3)
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_split("train", 96, 0), toy_split("val", 40, 1)
 
 
 def tiny_teacher() -> ECGTransformer:

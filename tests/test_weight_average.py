@@ -7,19 +7,12 @@ import shutil
 
 import pytest
 import torch
-from toy_ecg import toy_split
+from toy_ecg import FAST
 
 from evl_lite.evaluation import macro_auc
 from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.training import Supervised, TrainConfig, _find_checkpoint, predict, train
+from evl_lite.training import Supervised, _find_checkpoint, predict, train
 from evl_lite.weight_average import WeightAverage
-
-FAST = TrainConfig(epochs=3, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3)
-
-
-@pytest.fixture(scope="module")
-def toy():
-    return toy_split("train", 96, 0), toy_split("val", 40, 1)
 
 
 def test_average_follows_its_formula_and_swaps_back():
