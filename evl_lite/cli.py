@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -224,6 +225,25 @@ def _teacher_student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _foundation_train(args: argparse.Namespace) -> int:
+    from evl_lite.foundation.make import train_foundation
+
+    command = shlex.join(["python", "-m", "evl_lite", *args.argv])
+    card = train_foundation(args.data, args.out, args.path, args.unlabelled, args.init, args.smoke, args.seed,
+                            progress=not args.quiet, command=command)
+    _print_json({"out": str(card.directory), "parameters": card.fields["parameters"],
+                 "seconds": round(card.fields["seconds"], 1),
+                 **{name: round(m["value"], 4) for name, m in card.fields["metrics"].items()}})
+    return 0
+
+
+def _foundation_ship(args: argparse.Namespace) -> int:
+    from evl_lite.foundation.make import ship
+
+    print(ship(args.teacher, args.name))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from evl_lite.notebook_runner import run_collection
 
@@ -377,6 +397,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny models and data (seconds)")
     p.set_defaults(func=_teacher_variants)
 
+    foundation = commands.add_parser("foundation", help="make the foundation teacher once, and ship it")
+    foundation_cmds = foundation.add_subparsers(dest="foundation_command", metavar="SUBCOMMAND",
+                                                required=True)
+    p = foundation_cmds.add_parser(
+        "train", help="masked-patch pretraining + fine-tuning; OUT gets weights and a model card (resumable)"
+    )
+    p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
+    p.add_argument("--path", default=None,
+                   help="dataset to fine-tune on (synthetic default: the 24,000-record corpus, seed 1000)")
+    p.add_argument("--unlabelled", default=None,
+                   help="records to pretrain on (required for --data ptbxl: ptbxl-unlabelled, only those)")
+    p.add_argument("--init", default=None, help="start from the weights of this teacher (name or directory)")
+    p.add_argument("--out", required=True, help="the teacher's directory; OUT/training: the resumable state")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="a tiny teacher on a tiny corpus (seconds; tests)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_foundation_train)
+    p = foundation_cmds.add_parser("ship", help="copy a verified teacher into the package (load_teacher)")
+    p.add_argument("teacher", help="a directory written by `foundation train`")
+    p.add_argument("--name", required=True, help="the name load_teacher will know it by (synthetic, ptbxl)")
+    p.set_defaults(func=_foundation_ship)
+
     p = commands.add_parser("run", help="execute the notebook collection with papermill")
     p.add_argument("--mode", choices=["smoke", "workshop", "full"], default="smoke",
                    help="smoke: seconds per notebook (tests); workshop: minutes, the notebooks' defaults; "
@@ -394,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for the records
     try:
         return args.func(args)
     except ECGDataError as exc:

@@ -13,19 +13,23 @@ the encoder with ``save_pretrained`` (safetensors) when ``out_dir`` is given.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors.torch import load_file
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from evl_lite.atomic import write_json_atomic
+from evl_lite.atomic import replace_atomically, write_json_atomic
 from evl_lite.teacher import ECGTransformer
-from evl_lite.training import seed_everything
+from evl_lite.training import EpochShuffle, find_checkpoint, save_checkpoint, seed_everything
 
 
 @dataclass
@@ -56,12 +60,21 @@ def pretrain(
     x: np.ndarray,
     config: PretrainConfig | None = None,
     out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> list[dict[str, float]]:
     """Masked-patch pretraining on unlabelled records x [N, 12, T]; returns per-epoch losses.
 
-    The validation loss uses a fixed mask and fixed windows so epochs are comparable.
+    The validation loss uses a fixed mask and fixed windows so epochs are comparable. With
+    ``out_dir``, every epoch writes a checkpoint atomically (``out_dir/checkpoint``); with
+    ``resume`` a run killed part-way starts again at the first unfinished epoch (batches, crops
+    and masks are drawn per epoch, so it ends where an uninterrupted run ends), and a finished
+    one (``out_dir/pretrained``) is loaded instead of run again.
     """
     config = config or PretrainConfig()
+    out = Path(out_dir) if out_dir is not None else None
+    if resume and out is not None and (out / "pretrained" / "model.safetensors").is_file():
+        teacher.load_state_dict(load_file(out / "pretrained" / "model.safetensors"))
+        return json.loads((out / "pretrain_history.json").read_text())
     seed_everything(config.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     data = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
@@ -70,12 +83,8 @@ def pretrain(
     val, train = data[perm[:n_val]], data[perm[n_val:]]
     if len(train) == 0:
         raise ValueError("pretraining needs at least two records")
-    loader = DataLoader(
-        TensorDataset(train),
-        batch_size=config.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    loader = DataLoader(TensorDataset(train), batch_size=config.batch_size,
+                        sampler=EpochShuffle(len(train), config.seed))
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = max(1, config.epochs * len(loader))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
@@ -87,12 +96,25 @@ def pretrain(
     val_mask = raw.random_patch_mask(val_windows, config.mask_ratio, generator=val_gen) if n_val else None
 
     history: list[dict[str, float]] = []
+    start_epoch = 0
+    ckpt_dir = out / "checkpoint" if out is not None else None
+    if resume and ckpt_dir is not None and (found := find_checkpoint(ckpt_dir)) is not None:
+        raw.load_state_dict(load_file(found / "model.safetensors"))
+        trainer_state = torch.load(found / "trainer_state.pt", weights_only=True)
+        optimizer.load_state_dict(trainer_state["optimizer"])
+        scheduler.load_state_dict(trainer_state["scheduler"])
+        saved = json.loads((found / "state.json").read_text())
+        history, start_epoch = saved["history"], saved["epoch"] + 1
     bar = tqdm(
-        range(config.epochs),
+        range(start_epoch, config.epochs),
         desc="pretraining",
         disable=not (config.progress and accelerator.is_main_process),
+        initial=start_epoch,
+        total=config.epochs,
     )
     for epoch in bar:
+        torch.manual_seed(config.seed * 100_003 + epoch)  # crops and masks per epoch: resuming replays them
+        loader.set_epoch(epoch)
         model.train()
         losses = []
         for (batch,) in loader:
@@ -113,9 +135,16 @@ def pretrain(
             row["val_loss"] = float(vloss)
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}")
-        if out_dir is not None and accelerator.is_main_process:
-            write_json_atomic(Path(out_dir) / "pretrain_history.json", history)
+        if out is not None and accelerator.is_main_process:
+            write_json_atomic(out / "pretrain_history.json", history)
+            state = {"epoch": epoch, "history": history}
+            save_checkpoint(ckpt_dir, raw, nn.Module(), optimizer, scheduler, state, raw.state_dict())
+        accelerator.wait_for_everyone()
     model.eval()
-    if out_dir is not None and accelerator.is_main_process:
-        raw.save_pretrained(Path(out_dir) / "pretrained")
+    if out is not None and accelerator.is_main_process:
+        tmp = out / ".pretrained.tmp"
+        raw.save_pretrained(tmp)
+        shutil.rmtree(out / "pretrained", ignore_errors=True)
+        replace_atomically(tmp, out / "pretrained")
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     return history

@@ -137,13 +137,22 @@ def unlabelled_records(
     """
     parts = [data.train.x]
     if unlabelled_dir:
-        db = load_ptbxl(unlabelled_dir)
-        if records_are_normalised(db):
-            parts.append(load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress))
-        else:  # in mV: every fold, loaded (and cached) as the benchmark's records are
-            other = load_benchmark_data("ptbxl", unlabelled_dir, progress=progress)
-            parts += [split.x for split in other.splits.values()]
+        parts.append(directory_records(unlabelled_dir, progress=progress))
     return np.concatenate(parts).astype(np.float32)
+
+
+def directory_records(path: str | os.PathLike, progress: bool = True) -> np.ndarray:
+    """Every record of a PTB-XL-layout directory as x [N, 12, T], prepared as the models' records are.
+
+    Records in normalised units (``NU``: already band-passed and z-scored per record, as
+    ``../shared/data/ptbxl-unlabelled``) as they are; records in mV, every fold preprocessed as
+    the benchmark's records are (:func:`model_preprocessing`, cached). Labels are not read.
+    """
+    db = load_ptbxl(path)
+    if records_are_normalised(db):
+        return load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress)
+    other = load_benchmark_data("ptbxl", path, progress=progress)
+    return np.concatenate([split.x for split in other.splits.values()])
 
 
 # ----------------------------------------------------------------------------- teacher

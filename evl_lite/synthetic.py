@@ -42,6 +42,7 @@ processes.
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
@@ -64,6 +65,7 @@ FS_HIGH = 500  # Hz, synthesis rate and records500/
 FS_LOW = 100  # Hz, records100/
 DURATION_S = 10.0
 TRUTH_CSV = "synthetic_truth.csv"
+DRAW_JSON = "synthetic_draw.json"  # which draw a dataset is: {"seed": ..., "records": ...}
 TARGET_SECONDS = 60.0  # benchmark target for 2,000 records at 100 Hz on 2 cores
 _MARGIN_S = 0.2  # synthesised beyond both ends so decimation has no edge effects
 _BEAT_WINDOW_S = (-0.7, 0.8)  # extent of one beat's template around its R peak
@@ -797,7 +799,14 @@ def generate_dataset(out_dir: str | os.PathLike, n_records: int, seed: int = 0, 
     truth = info.drop(columns=["scp_codes", "heart_axis"]).copy()
     truth.insert(1, "strat_fold", folds)
     truth.round(4).to_csv(out / TRUTH_CSV, lineterminator="\n")
+    (out / DRAW_JSON).write_text(json.dumps({"seed": int(seed), "records": int(n_records)}) + "\n")
     return out
+
+
+def synthetic_draw(root: str | os.PathLike) -> dict | None:
+    """``{"seed", "records"}`` of the synthetic dataset at ``root`` (None: not a synthetic draw)."""
+    path = Path(root) / DRAW_JSON
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def benchmark_generation(n_records: int = 2000, seed: int = 0, workers: int | None = None) -> dict:

@@ -223,7 +223,7 @@ def predict(
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(
+def save_checkpoint(
     directory: Path,
     model: nn.Module,
     objective: nn.Module,
@@ -236,7 +236,7 @@ def _save_checkpoint(
     """Write the resumable state into ``directory`` atomically (temp dir, then rename).
 
     At every instant ``directory`` or ``directory.old`` holds a complete checkpoint, whatever
-    point a kill interrupts (see :func:`_find_checkpoint`).
+    point a kill interrupts (see :func:`find_checkpoint`).
     """
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
@@ -267,7 +267,7 @@ def _save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _find_checkpoint(directory: Path) -> Path | None:
+def find_checkpoint(directory: Path) -> Path | None:
     for candidate in (directory, directory.with_name(directory.name + ".old")):
         if (candidate / "state.json").is_file():
             return candidate
@@ -354,7 +354,7 @@ def train(
     best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
     average = WeightAverage(unwrapped, config.ema_decay) if config.ema_decay is not None else None
     ckpt_dir = out / "checkpoint" if out is not None else None
-    if resume and ckpt_dir is not None and (found := _find_checkpoint(ckpt_dir)) is not None:
+    if resume and ckpt_dir is not None and (found := find_checkpoint(ckpt_dir)) is not None:
         state = json.loads((found / "state.json").read_text())
         unwrapped.load_state_dict(load_file(found / "model.safetensors"))
         best_state = load_file(found / "best_model.safetensors")
@@ -433,7 +433,7 @@ def train(
         if out is not None and accelerator.is_main_process:
             out.mkdir(parents=True, exist_ok=True)
             _write_history(out, history)
-            _save_checkpoint(
+            save_checkpoint(
                 ckpt_dir,
                 unwrapped,
                 accelerator.unwrap_model(objective),

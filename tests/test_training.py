@@ -26,10 +26,10 @@ from evl_lite.teacher_cache import TeacherCache, fingerprint
 from evl_lite.training import (
     Distillation,
     TrainConfig,
-    _find_checkpoint,
-    _save_checkpoint,
+    find_checkpoint,
     parameter_groups,
     predict,
+    save_checkpoint,
     seed_everything,
     train,
     window_starts,
@@ -166,7 +166,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, sig):
     proc.send_signal(sig)
     proc.wait(timeout=120)
     assert not (killed / "result-0.json").exists(), "the run finished before it could be killed"
-    saved = _find_checkpoint(killed / "checkpoint")  # checkpoint.old if killed between the renames
+    saved = find_checkpoint(killed / "checkpoint")  # checkpoint.old if killed between the renames
     done_before = json.loads((saved / "state.json").read_text())["epoch"]
     assert done_before < epochs - 1
 
@@ -185,7 +185,7 @@ def _write_checkpoint(directory, epoch):
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
-    _save_checkpoint(
+    save_checkpoint(
         directory, model, torch.nn.Module(), optimizer, scheduler, {"epoch": epoch}, model.state_dict()
     )
 
@@ -201,7 +201,7 @@ def test_checkpoint_write_recovers_from_every_interrupted_write(tmp_path, left_b
     old = tmp_path / "checkpoint.old"
     _write_checkpoint(directory, 1)
     _write_checkpoint(directory, 2)  # a complete write leaves no .old
-    assert not old.exists() and _find_checkpoint(directory) == directory
+    assert not old.exists() and find_checkpoint(directory) == directory
     if left_by_the_kill == "old beside checkpoint":  # killed before the old one was removed
         shutil.copytree(directory, old)
     elif left_by_the_kill == "half-removed old":
@@ -209,7 +209,7 @@ def test_checkpoint_write_recovers_from_every_interrupted_write(tmp_path, left_b
         shutil.copy(directory / "model.safetensors", old)
     else:  # killed between the two renames
         os.replace(directory, old)
-    found = _find_checkpoint(directory)
+    found = find_checkpoint(directory)
     assert found is not None and json.loads((found / "state.json").read_text())["epoch"] == 2
 
     _write_checkpoint(directory, 3)

@@ -11,7 +11,7 @@ from toy_ecg import FAST
 
 from evl_lite.evaluation import macro_auc
 from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.training import Supervised, _find_checkpoint, predict, train
+from evl_lite.training import Supervised, find_checkpoint, predict, train
 from evl_lite.weight_average import WeightAverage
 
 
@@ -79,7 +79,7 @@ def test_a_resumed_run_keeps_its_average(toy, tmp_path):
     with pytest.raises(KeyboardInterrupt):  # 6 steps an epoch: stopped inside the third epoch
         train(ECGStudentCNN(StudentConfig()), train_split, val_split, config, objective=_InterruptedAt(15),
               out_dir=tmp_path)
-    saved = _find_checkpoint(tmp_path / "checkpoint")
+    saved = find_checkpoint(tmp_path / "checkpoint")
     assert (saved / "averaged_model.safetensors").is_file()
     # resumed with another choice of weights to select on: refused, naming the checkpoint
     with pytest.raises(ValueError, match=r"checkpoint.*written with ema_decay and this run has ema_decay=No"):

@@ -1,0 +1,193 @@
+"""Shipped teachers, loaded like models from a hub: a model card, a verified hash, ``from_pretrained``.
+
+A teacher directory holds ``config.json`` and ``model.safetensors`` (``save_pretrained``), plus
+``card.json`` (the model card: corpus and seeds, recipe, command, commit, wall time, machine,
+validation and test metrics, and the SHA-256 of the weights) and ``README.md`` (the same card in
+words). :func:`load_teacher` accepts a shipped name (``"synthetic"``, ``"ptbxl"``: directories
+of ``evl_lite/foundation/weights``, installed with the package) or a directory written by
+``python -m evl_lite foundation train``. Before loading it checks that the weights' SHA-256 and
+``config.json`` match the card; any mismatch or missing file is an :class:`ECGDataError` naming
+the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evl_lite.atomic import write_json_atomic, write_text_atomic
+from evl_lite.errors import ECGDataError
+from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+CARD_JSON = "card.json"
+CARD_MARKDOWN = "README.md"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def shipped_teachers() -> list[str]:
+    """Names of the teachers shipped inside the package."""
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / CARD_JSON).is_file())
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _config_fields(config: dict) -> dict:
+    """The fields of a teacher config that define the model (not the library's bookkeeping)."""
+    defaults = ECGTransformerConfig().to_dict()
+    keep = set(ECGTransformerConfig.__annotations__) - {"model_type"}
+    return {k: config.get(k, defaults.get(k)) for k in sorted(keep)}
+
+
+@dataclass
+class ModelCard:
+    """A teacher's model card: ``fields`` as stored in ``card.json`` of ``directory``."""
+
+    directory: Path
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.fields.get("name", self.directory.name)
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike) -> ModelCard:
+        directory = Path(directory)
+        path = directory / CARD_JSON
+        if not path.is_file():
+            raise ECGDataError(path, "missing: a teacher directory needs its model card (card.json)")
+        try:
+            fields = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ECGDataError(path, f"is not a valid model card ({exc})") from None
+        if not isinstance(fields, dict) or "sha256" not in fields or "config" not in fields:
+            raise ECGDataError(path, "is not a model card: it needs at least 'sha256' and 'config'")
+        return cls(directory, fields)
+
+    def write(self) -> None:
+        """Write ``card.json`` and its words, ``README.md``, atomically."""
+        write_json_atomic(self.directory / CARD_JSON, self.fields)
+        write_text_atomic(self.directory / CARD_MARKDOWN, self.markdown())
+
+    def verify(self) -> None:
+        """Check that the weights' SHA-256 and ``config.json`` are the ones the card names."""
+        weights = self.directory / WEIGHTS_FILE
+        config_path = self.directory / CONFIG_FILE
+        for path in (weights, config_path):
+            if not path.is_file():
+                raise ECGDataError(path, f"missing: the model card {self.directory / CARD_JSON} names it")
+        digest = sha256_file(weights)
+        if digest != self.fields["sha256"]:
+            raise ECGDataError(
+                weights,
+                f"SHA-256 {digest[:12]}... does not match the model card's {self.fields['sha256'][:12]}...: "
+                "the weights were changed or damaged; reinstall the package or remake the teacher",
+            )
+        try:
+            saved = _config_fields(json.loads(config_path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ECGDataError(config_path, f"is not valid JSON ({exc})") from None
+        carded = _config_fields(self.fields["config"])
+        if changed := [f"{k} {saved[k]!r} (card {carded[k]!r})" for k in saved if saved[k] != carded[k]]:
+            raise ECGDataError(config_path, f"does not match the model card: {'; '.join(changed)}")
+
+    def markdown(self) -> str:
+        """The card in words (the ``README.md`` shipped beside the weights)."""
+        f = self.fields
+        metrics = f.get("metrics", {})
+        ratio = f.get("parameters_vs_student", 0)
+        lines = [
+            f"# Foundation teacher `{self.name}`",
+            "",
+            f.get("summary", ""),
+            "",
+            "| | |",
+            "|---|---|",
+            f"| parameters | {f.get('parameters', 0):,} ({ratio:.1f}x the student's) |",
+            f"| pretraining records | {f.get('pretraining_records', '?'):,} |",
+            f"| fine-tuning records | {f.get('finetuning_records', '?'):,} |",
+            *(f"| {name} | {_metric_text(value)} |" for name, value in metrics.items()),
+            f"| wall time | {f.get('seconds', 0) / 60:.1f} min |",
+            f"| machine | {f.get('provenance', {}).get('machine', '?')} |",
+            f"| commit | {f.get('provenance', {}).get('commit', '?')} |",
+            f"| SHA-256 of model.safetensors | `{f.get('sha256', '?')}` |",
+            "",
+            "Made with:",
+            "",
+            "```",
+            f.get("command", "?"),
+            "```",
+            "",
+            "Corpus:",
+            "",
+            *(f"- {_corpus_text(c)}" for c in f.get("corpus", [])),
+            "",
+            "Recipe (`card.json` holds it in full):",
+            "",
+            "```json",
+            json.dumps(f.get("recipe", {}), indent=1),
+            "```",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def _metric_text(value) -> str:
+    if isinstance(value, dict) and "value" in value:
+        low, high = value.get("ci", (None, None))
+        interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None else ""
+        records = value.get("records", "?")
+        return f"{value['value']:.3f}{interval} on {records} records ({value.get('what', '')})"
+    return str(value)
+
+
+def _corpus_text(c: dict) -> str:
+    if c.get("source") == "synthetic":
+        draw = f"synthetic draw `{c.get('name')}`, seed {c.get('seed')}"
+        return f"{c.get('role', '')}: {draw}, {c.get('records')} records"
+    ids = c.get("ecg_ids")
+    count = f", {len(ids)} records" if ids is not None else ""
+    return f"{c.get('role', '')}: {c.get('source')} `{c.get('name')}`{count}"
+
+
+def teacher_directory(name_or_dir: str | os.PathLike) -> Path:
+    """A shipped name -> its directory in the package; anything else is taken as a directory."""
+    text = str(name_or_dir)
+    if os.sep not in text and "/" not in text and not Path(text).is_dir():
+        if (WEIGHTS_DIR / text / CARD_JSON).is_file():
+            return WEIGHTS_DIR / text
+        raise ECGDataError(
+            WEIGHTS_DIR / text,
+            f"no shipped teacher {text!r} (shipped: {', '.join(shipped_teachers()) or 'none'}); give a name "
+            "or a directory made by `python -m evl_lite foundation train`",
+        )
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise ECGDataError(path, "is not a directory: a teacher is a directory with card.json and weights")
+    return path
+
+
+def load_teacher(name_or_dir: str | os.PathLike = "synthetic") -> ECGTransformer:
+    """The frozen foundation teacher, its hash and config verified against its card.
+
+    The card is ``teacher.card`` (a :class:`ModelCard`). Gradients are off and the model is in
+    evaluation mode: a teacher is only ever read.
+    """
+    card = ModelCard.read(teacher_directory(name_or_dir))
+    card.verify()
+    teacher = ECGTransformer.from_pretrained(card.directory)
+    teacher.card = card
+    return teacher.eval().requires_grad_(False)
