@@ -91,11 +91,21 @@ def _methods_arg(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _labelled_arg(text: str) -> list[int | str]:
+    from evl_lite.label_budget import parse_budgets
+
+    try:
+        return parse_budgets(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from evl_lite.experiment import run_experiment
 
     results = run_experiment(args.data, args.path, args.methods, args.seeds, args.out, args.unlabelled,
-                             args.smoke, args.teacher, progress=not args.quiet)
+                             args.smoke, args.teacher, progress=not args.quiet, labelled=args.labelled,
+                             transfer_dir=args.transfer)
     from evl_lite.training import process_state
 
     if process_state().is_main_process:
@@ -336,14 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
-    p.add_argument("--unlabelled", default=None, help="unlabelled records for the teacher's pretraining")
+    p.add_argument("--unlabelled", default=None,
+                   help="unlabelled records for a workshop teacher's pretraining (with --teacher DIR)")
     from evl_lite.method_names import DEFAULT_METHODS, METHODS
 
     p.add_argument("--methods", type=_methods_arg, default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from {', '.join(METHODS)} (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", required=True)
-    p.add_argument("--teacher", default=None, help="teacher checkpoint directory (default OUT/teacher)")
+    p.add_argument("--teacher", default=None,
+                   help="a shipped teacher's name or a teacher directory (default: the shipped "
+                   "foundation teacher of --data; a directory without a model card is a workshop "
+                   "teacher, made if missing)")
+    p.add_argument("--labelled", type=_labelled_arg, default=["all"],
+                   help="label budgets, e.g. 50,100,all: the student gets the labels of N training records "
+                   "(stratified, per seed); the rest join the transfer set (default: all)")
+    p.add_argument("--transfer", default=None,
+                   help="unlabelled records (PTB-XL layout, NU or mV) that only the distillation losses read")
     p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_experiment)

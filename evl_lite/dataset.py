@@ -4,8 +4,9 @@
 (:func:`evl_lite.preprocessing.preprocess`: notch, band-pass, resampling) and normalises it,
 by default per lead with statistics fitted on the training split only (the PTB-XL
 benchmark's "global scaling"); ``normalisation="per_record"`` z-scores each lead of each
-record instead. ``ECGDataset`` serves ``{"x": [12, T], "y": [5], "index": int}`` items,
-optionally as random fixed-length crops for training.
+record instead. ``ECGDataset`` serves ``{"x": [12, T], "y": [5], "index": int, "labelled": bool}``
+items, optionally as random fixed-length crops for training; ``labelled`` says whether the
+supervised loss may read the record's ``y`` (a label budget, :mod:`evl_lite.label_budget`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ NORMALISATIONS = ("train_stats", "per_record", "none")
 
 @dataclass
 class ECGSplit:
-    """One split in memory: x [N, 12, T] float32 (preprocessed), y [N, 5] multi-hot, ids [N]."""
+    """One split in memory: x [N, 12, T] float32 (preprocessed), y [N, 5] multi-hot, ids [N].
+
+    ``labelled`` [N] bool: the records whose ``y`` the supervised loss reads (None: all of them).
+    """
 
     name: str
     x: np.ndarray
@@ -36,6 +40,11 @@ class ECGSplit:
     ecg_ids: np.ndarray
     fs: int
     classes: tuple[str, ...] = field(default=SUPERCLASSES)
+    labelled: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.labelled is not None and np.shape(self.labelled) != (len(self.ecg_ids),):
+            raise ValueError(f"labelled must be a mask [{len(self.ecg_ids)}], not {np.shape(self.labelled)}")
 
     def __len__(self) -> int:
         return len(self.ecg_ids)
@@ -97,7 +106,7 @@ def prepare_splits(
 
 
 class ECGDataset(Dataset):
-    """Items ``{"x": [12, T'], "y": [5], "index": i, "start": s}``; T' = ``crop`` when cropping.
+    """Items ``{"x": [12, T'], "y": [5], "index": i, "start": s, "labelled": bool}``; T' = ``crop``.
 
     ``crop``: length of a window in samples (None: the whole record). ``random_crop``: draw
     the window start at random (training augmentation): uniformly, or among ``window_starts``
@@ -123,6 +132,8 @@ class ECGDataset(Dataset):
         self.window_starts = list(window_starts) if window_starts is not None else None
         self._x = torch.from_numpy(split.x)
         self._y = torch.from_numpy(split.y)
+        labelled = np.ones(len(split), dtype=bool) if split.labelled is None else split.labelled
+        self._labelled = torch.from_numpy(np.asarray(labelled, dtype=bool))  # [N]
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -148,7 +159,7 @@ class ECGDataset(Dataset):
             else:
                 start = int(torch.randint(span + 1, (), generator=self._generator(i)))
             x = x[:, start : start + self.crop]
-        return {"x": x, "y": self._y[i], "index": i, "start": start}
+        return {"x": x, "y": self._y[i], "index": i, "start": start, "labelled": self._labelled[i]}
 
 
 def make_loader(

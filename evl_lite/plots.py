@@ -9,6 +9,9 @@ every row. Figures draw in seconds and millivolts and tie the axes together
 
 The geometry (time axes, panel positions, paper extent, sizes in mm and pixels) lives in
 small pure functions that the tests check; the ``*_figure`` functions only assemble traces.
+
+One figure of results rather than signals: :func:`label_efficiency_figure`, the experiment's
+test macro-AUC against the number of labelled records (``evl_lite.label_budget``).
 """
 
 from __future__ import annotations
@@ -492,4 +495,49 @@ def spectrum_figure(signals: Mapping[str, np.ndarray], fs: float, title: str = "
                       yaxis_title="power (mV²/Hz)", legend=dict(orientation="h", y=-0.25))
     fig.update_yaxes(type="log", exponentformat="power", range=log_range([psd for _, psd in spectra]))
     fig.update_xaxes(range=[0.0, fs / 2])
+    return fig
+
+
+# --------------------------------------------------------------------------- label efficiency
+
+
+def label_efficiency_figure(
+    results: Mapping | Sequence[Mapping], teacher_auc: float | None = None
+) -> go.Figure:
+    """Test macro-AUC against labelled records (log x): a line per method, a band of ± 1 sd over seeds.
+
+    ``results``: an experiment's results (its ``label_efficiency`` rows are read) or those rows
+    (``method``, ``n_labelled``, ``macro_auc``, ``macro_auc_sd``). The teacher is a dashed
+    horizontal line at ``teacher_auc``, by default the results' teacher test macro-AUC when
+    present. Traces: per method its band, then its line.
+    """
+    rows = results["label_efficiency"] if isinstance(results, Mapping) else list(results)
+    if teacher_auc is None and isinstance(results, Mapping):
+        teacher_auc = results.get("teacher", {}).get("test_macro_auc")
+    if not rows:
+        raise ValueError("label_efficiency_figure needs at least one (method, labelled records) row")
+    palette = pio.templates["plotly_white"].layout.colorway
+    fig = go.Figure()
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+        points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["n_labelled"])
+        n = [r["n_labelled"] for r in points]  # [K] budgets, ascending
+        mean = np.array([r["macro_auc"] for r in points])  # [K]
+        sd = np.array([r["macro_auc_sd"] for r in points])  # [K]
+        colour = palette[i % len(palette)]
+        band = np.concatenate([mean + sd, (mean - sd)[::-1]])  # upper edge out, lower edge back
+        fig.add_trace(go.Scatter(x=n + n[::-1], y=band, fill="toself", fillcolor=colour, opacity=0.2,
+                                 line=dict(width=0), hoverinfo="skip", legendgroup=method, showlegend=False,
+                                 name=f"{method} ± sd"))
+        hover = f"{method}: %{{y:.3f}} ± %{{customdata:.3f}} at %{{x}} labelled<extra></extra>"
+        fig.add_trace(go.Scatter(x=n, y=mean, mode="lines+markers", name=method, legendgroup=method,
+                                 line=dict(color=colour), customdata=sd, hovertemplate=hover))
+    if teacher_auc is not None:
+        fig.add_hline(y=teacher_auc, line=dict(color=TRACE, dash="dash", width=1.5),
+                      annotation_text=f"teacher {teacher_auc:.3f}", annotation_position="bottom right")
+    ticks = sorted({r["n_labelled"] for r in rows})
+    fig.update_xaxes(type="log", title="labelled training records", tickvals=ticks,
+                     ticktext=[str(t) for t in ticks])
+    fig.update_layout(title="label efficiency: test macro-AUC (mean ± sd over seeds)",
+                      template="plotly_white", yaxis_title="test macro-AUC", height=460,
+                      legend=dict(orientation="h", y=-0.2))
     return fig

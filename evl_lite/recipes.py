@@ -3,10 +3,12 @@
 - :func:`load_benchmark_data`: the notebook parameters (``DATA_SOURCE``, ``DATA_DIR``,
   ``SMOKE``, ``SEED``) -> preprocessed train/val/test splits.
 - :func:`unlabelled_records`: records for the teacher's masked-patch pretraining.
-- :func:`get_teacher`: load the teacher checkpoint if it exists, otherwise pretrain and
-  fine-tune one and save it, so every notebook runs standalone (:func:`notebook_teacher`
-  finds notebook 02's). A checkpoint made on other data, at another scale or with another
-  recipe (:func:`recipe_differences`) is refused with an error naming what differs.
+- :func:`resolve_teacher`: the teacher a notebook or the experiment distils from: by default
+  the shipped foundation teacher (:mod:`evl_lite.foundation`), else a named or given one.
+- :func:`get_teacher`: a workshop teacher (notebook 02's short run of the recipe): load the
+  checkpoint if it exists, otherwise pretrain and fine-tune one and save it. A checkpoint made on
+  other data, at another scale or with another recipe (:func:`recipe_differences`) is refused
+  with an error naming what differs.
 - :func:`student_recipe` and :func:`distill_student`: the student, its schedule, and one
   student trained with any distillation method.
 
@@ -32,6 +34,7 @@ from evl_lite.data import PTBXL, load_ptbxl, load_signals, read_header
 from evl_lite.dataset import ECGSplit, prepare_splits
 from evl_lite.distillation.evl import DistillConfig, method_losses
 from evl_lite.errors import ECGDataError
+from evl_lite.evaluation import macro_auc
 from evl_lite.preprocessing import PreprocessConfig
 from evl_lite.pretraining import PretrainConfig, pretrain
 from evl_lite.sources import default_data_root, resolve_data_dir
@@ -104,8 +107,11 @@ def load_benchmark_data(
     progress: bool = True,
     cache: bool = True,
 ) -> BenchmarkData:
-    """Train (folds 1-8), validation (9) and test (10) splits, preprocessed for the models.
+    """Train (folds 1-8), validation (9) and test splits, preprocessed for the models.
 
+    The test split is fold 10, except on synthetic data: there it is the large evaluation draw
+    (2,000 records of its own seed, :func:`evl_lite.foundation.corpus.evaluation_split`), so a
+    macro-AUC's 95% interval is about +-0.005 and methods can be told apart.
     With ``cache`` the preprocessed splits are kept in ``data/cache`` and reused while the
     records and the preprocessing code are unchanged (:mod:`evl_lite.split_cache`).
     """
@@ -116,6 +122,10 @@ def load_benchmark_data(
         splits = cached_splits(root, config, MODEL_NORMALISATION, cache_dir, progress=progress)
     else:
         splits, _ = prepare_splits(root, config=config, normalisation=MODEL_NORMALISATION, progress=progress)
+    if source == "synthetic":
+        from evl_lite.foundation.corpus import evaluation_split
+
+        splits = {**splits, "test": evaluation_split(smoke, progress=progress)}
     return BenchmarkData(root=root, splits=splits, source=source)
 
 
@@ -278,25 +288,49 @@ def get_teacher(
     return teacher.eval(), info
 
 
-def notebook_teacher(
-    teacher_dir: str | os.PathLike | None,
-    output_dir: str | os.PathLike,
+def shipped_teacher_name(source: str) -> str:
+    """The shipped foundation teacher for a data source: ``synthetic`` data, or real ``ptbxl``."""
+    return "synthetic" if source == "synthetic" else "ptbxl"
+
+
+def resolve_teacher(
+    teacher: str | os.PathLike | None,
     data: BenchmarkData,
     smoke: bool = False,
     seed: int = 0,
+    unlabelled_dir: str | os.PathLike | None = None,
 ) -> tuple[ECGTransformer, dict, Path]:
-    """The frozen teacher a notebook distils from, and where it lives.
+    """The frozen teacher to distil from: ``(model, info, directory)``.
 
-    ``teacher_dir`` (the notebook's ``TEACHER_DIR``), else notebook 02's checkpoint next to
-    ``output_dir`` (``../02_teacher/teacher``); when neither holds one, a teacher is made in
-    ``output_dir/teacher`` with the same recipe, so every notebook runs standalone.
+    ``teacher`` (a notebook's ``TEACHER``, the experiment's ``--teacher``): empty for the shipped
+    foundation teacher of ``data``'s source (:func:`evl_lite.foundation.load_teacher`, hash
+    verified); a shipped name or a directory with a model card (``foundation train``); or a
+    workshop teacher's directory (``teacher_info.json``, as notebook 02 makes), loaded or made by
+    :func:`get_teacher` (pretrained on the training split and ``unlabelled_dir``). A carded teacher
+    is refused on data its card says it was trained on.
+    ``info["best_val_macro_auc"]`` is the teacher's validation macro-AUC on ``data``.
     """
-    path = Path(teacher_dir) if teacher_dir else Path(output_dir).parent / "02_teacher" / "teacher"
-    if not ((path / "config.json").is_file() and (path / "teacher_info.json").is_file()):
-        print(f"no teacher checkpoint in {path}: making one here, as notebook 02 does")
-        path = Path(output_dir) / "teacher"
-    teacher, info = get_teacher(path, data, smoke=smoke, seed=seed)
-    return teacher.eval().requires_grad_(False), info, path
+    from evl_lite.foundation.corpus import check_not_trained_on, evaluation_dir
+    from evl_lite.foundation.hub import CARD_JSON, load_teacher
+    from evl_lite.training import predict
+
+    spec = str(teacher) if teacher else shipped_teacher_name(data.source)
+    path = Path(spec).expanduser()
+    is_path = path.is_dir() or "/" in spec or os.sep in spec  # else a shipped name
+    if is_path and not (path / CARD_JSON).is_file():  # a workshop teacher: loaded, or made there
+        x_unlabelled = unlabelled_records(data, unlabelled_dir, progress=False) if unlabelled_dir else None
+        model, info = get_teacher(path, data, smoke=smoke, seed=seed, unlabelled=x_unlabelled)
+        return model.eval().requires_grad_(False), info, path
+    model = load_teacher(spec)
+    card = model.card
+    test_root = evaluation_dir(smoke, progress=False) if data.source == "synthetic" else data.root
+    for name, root, split in (("validation data", data.root, data.val), ("test data", test_root, data.test)):
+        check_not_trained_on(card.fields, root, split.ecg_ids, name)
+    _, _, schedule = teacher_recipe(smoke)
+    val_auc = macro_auc(data.val.y, predict(model, data.val.x, schedule.crop, schedule.eval_windows))[0]
+    info = {"name": card.name, "card": card.fields, "best_val_macro_auc": float(val_auc),
+            "seen_records": card.fields["pretraining_records"] + card.fields["finetuning_records"]}
+    return model, info, card.directory
 
 
 # ----------------------------------------------------------------------------- students

@@ -159,11 +159,26 @@ class Objective(nn.Module):
         raise NotImplementedError
 
 
+def labelled_bce(logits: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """Mean BCE(sigmoid(z), y) over the batch's labelled rows (``batch["labelled"]`` [B]; absent: all).
+
+    logits, y [B, C]. Unlabelled rows (a label budget's transfer records) contribute nothing: a
+    batch without labelled rows gives exactly 0, still part of the graph.
+    """
+    y = batch["y"].float()  # [B, C]
+    labelled = batch.get("labelled")
+    if labelled is None or bool(labelled.all()):  # every row: the plain mean, as before label budgets
+        return F.binary_cross_entropy_with_logits(logits, y)
+    per_row = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)  # [B]
+    weight = labelled.to(per_row.dtype)  # [B] 1 labelled, 0 not
+    return (per_row * weight).sum() / weight.sum().clamp(min=1.0)
+
+
 class Supervised(Objective):
-    """Multi-label binary cross-entropy on the superclass targets: BCE(sigmoid(z), y)."""
+    """Multi-label binary cross-entropy on the superclass targets of the labelled rows: BCE(sigmoid(z), y)."""
 
     def forward(self, output, batch, teacher_output=None):
-        loss = F.binary_cross_entropy_with_logits(output.logits, batch["y"].float())
+        loss = labelled_bce(output.logits, batch)
         return loss, {"bce": float(loss.detach())}
 
 
@@ -171,7 +186,8 @@ class Distillation(Objective):
     """``w_sup * BCE + sum_k w_k * L_k(student, teacher, batch)`` over distillation losses L_k.
 
     Each ``L_k`` is an ``nn.Module`` called ``(student_output, teacher_output, batch)`` that
-    returns ``(loss, extras)``; its parameters (projectors) train with the student.
+    returns ``(loss, extras)``; its parameters (projectors) train with the student. BCE reads
+    the labelled rows only (:func:`labelled_bce`); every ``L_k`` reads every row.
     """
 
     needs_teacher = True
@@ -190,7 +206,7 @@ class Distillation(Objective):
     def forward(self, output, batch, teacher_output=None):
         if teacher_output is None:
             raise ValueError("Distillation needs the teacher's output")
-        bce = F.binary_cross_entropy_with_logits(output.logits, batch["y"].float())
+        bce = labelled_bce(output.logits, batch)
         total = self.supervised_weight * bce
         logs = {"bce": float(bce.detach())}
         for name, loss_fn in self.losses.items():

@@ -164,3 +164,24 @@ def test_a_shipped_teacher_keeps_the_promises_of_its_card(name):
             assert seen["seed"] >= WORKSHOP_SEED_LIMIT and seen["seed"] != EVALUATION_SEED
     teacher = load_teacher(name)
     assert count_parameters(teacher) == fields["parameters"]
+
+
+def test_the_wheel_carries_the_shipped_teachers(tmp_path):
+    """``pip install`` (Colab) gets the weights: they are package data of the built wheel."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # setuptools builds in the tree: a copy keeps the checkout clean
+    shutil.copytree(root, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "data", "runs", "outputs", "results", "notebooks", "tests", "*.egg-info", "build"))
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
+         str(source)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("evl_lite-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in {"synthetic", *shipped_teachers()}:
+        for file in ("model.safetensors", "config.json", "card.json", "README.md"):
+            assert f"evl_lite/foundation/weights/{name}/{file}" in names
