@@ -31,10 +31,8 @@ process writes.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -547,17 +545,13 @@ def labelled_subsets(
 
 
 def write_label_efficiency(results: dict, out: Path) -> list[str]:
-    """``label_efficiency.html`` (plotly.js embedded: opens offline), and ``.png`` where kaleido is."""
-    from evl_lite.plots import label_efficiency_figure
+    """``label_efficiency.html`` (plotly.js embedded: opens offline) and ``label_efficiency.png``."""
+    from evl_lite.plots import label_efficiency_figure, label_efficiency_png
 
     figure = label_efficiency_figure(results)
     write_text_atomic(out / "label_efficiency.html", figure.to_html(include_plotlyjs=True, full_html=True))
-    written = ["label_efficiency.html"]
-    if importlib.util.find_spec("kaleido") is not None:
-        try:
-            figure.write_image(out / "label_efficiency.png", width=900, height=560)
-            written.append("label_efficiency.png")
-        except Exception as exc:  # kaleido without the browser it drives: the HTML holds the same figure
-            print(f"{out / 'label_efficiency.png'}: not written ({type(exc).__name__}: {exc})",
-                  file=sys.stderr)
+    label_efficiency_png(results["label_efficiency"], out / "label_efficiency.png",
+                         results.get("teacher", {}).get("test_macro_auc"),
+                         title=f"label efficiency on {results['data']} data ({len(results['seeds'])} seeds)")
+    written = ["label_efficiency.html", "label_efficiency.png"]
     return written

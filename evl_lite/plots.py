@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -541,3 +542,47 @@ def label_efficiency_figure(
                       template="plotly_white", yaxis_title="test macro-AUC", height=460,
                       legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def label_efficiency_png(
+    rows: Sequence[Mapping], path: str | os.PathLike, teacher_auc: float | None = None, title: str = ""
+) -> Path:
+    """The label-efficiency figure as a static PNG (for the README, where no plotly runs).
+
+    The same content as :func:`label_efficiency_figure` (a line per method, a band of +-1 sd over
+    seeds, the teacher dashed), drawn with matplotlib's Agg backend; written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from evl_lite.atomic import replace_atomically
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=120)
+    for method in dict.fromkeys(r["method"] for r in rows):
+        points = sorted((r for r in rows if r["method"] == method), key=lambda r: r["n_labelled"])
+        n = np.array([r["n_labelled"] for r in points])  # [K]
+        mean = np.array([r["macro_auc"] for r in points])  # [K]
+        sd = np.array([r["macro_auc_sd"] for r in points])  # [K]
+        (line,) = ax.plot(n, mean, marker="o", label=method)
+        ax.fill_between(n, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+    if teacher_auc is not None:
+        ax.axhline(teacher_auc, color="0.3", linestyle="--", linewidth=1.2,
+                   label=f"teacher {teacher_auc:.3f}")
+    ticks = sorted({r["n_labelled"] for r in rows})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training records")
+    ax.set_ylabel("test macro-AUC (mean +- sd over seeds)")
+    ax.set_title(title or "label efficiency")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    replace_atomically(tmp, path)
+    return path

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import accelerate_launch, requires_accelerate
 
 from evl_lite.cli import main
 from evl_lite.errors import ECGDataError
@@ -74,6 +75,17 @@ def test_a_killed_run_resumes_to_the_same_teacher(smoke_teacher, tmp_path, monke
     monkeypatch.setattr(pretraining, "save_checkpoint", real_save)
     assert main(["foundation", "train", "--smoke", "--quiet", "--out", str(out)]) == 0
     assert sha256_file(out / "model.safetensors") == sha256_file(smoke_teacher / "model.safetensors")
+
+
+@requires_accelerate
+def test_the_same_command_runs_under_accelerate_launch(smoke_teacher, tmp_path):
+    """Two CPU processes (as on GPUs): one teacher, written once by the main process, loadable."""
+    out = tmp_path / "launched"
+    accelerate_launch(["-m", "evl_lite", "foundation", "train", "--smoke", "--quiet", "--out", str(out)],
+                      timeout=900)
+    teacher = load_teacher(out)
+    assert teacher.card.fields["parameters"] == count_parameters(teacher)
+    assert teacher.config.to_dict() == load_teacher(smoke_teacher).config.to_dict()
 
 
 def copy_teacher(source: Path, target: Path) -> Path:

@@ -161,6 +161,14 @@ def test_03_student_reuses_the_teacher_and_compares_kd_with_scratch(smoke_run):
     assert m["kd_minus_scratch_test_auc"] == pytest.approx(
         m["kd_test_macro_auc"] - m["scratch_test_macro_auc"]
     )
+    # where distillation pays: a few labels, the rest of the training split as the transfer set
+    assert m["few_labels"] == min(200, m["n_train"] // 2)
+    assert m["few_labels"] + m["transfer_records"] == m["n_train"]
+    few = m["few_labels_test_macro_auc"]
+    assert set(few) == {"scratch, few labels", "logit KD, few labels + transfer set", "scratch, every label",
+                        "teacher"} and all(0 <= v <= 1 for v in few.values())
+    assert few["scratch, every label"] == pytest.approx(m["scratch_test_macro_auc"])
+    assert few["teacher"] == pytest.approx(m["teacher_test_macro_auc"])
     kd = m["kd_term_first_window"]  # the learner's binary_kl (exercise 03-a) on three students
     assert set(kd) == {"initial weights", "scratch", "logit KD"}
     assert all(np.isfinite(v) and v >= 0 for v in kd.values())
