@@ -105,6 +105,8 @@ def train_foundation(
         raise ECGDataError(None, "--data ptbxl needs --unlabelled, the records to pretrain on "
                            "(ptbxl-unlabelled: no PTB-XL-500 record may be pretrained on)")
     start = time.perf_counter()
+    record = provenance(seed=seed)  # before training: the commit is the code that ran
+    record["command"] = command or record["command"]
     out = Path(out)
     work = out / "training"
     state = process_state()
@@ -148,20 +150,18 @@ def train_foundation(
     stage_seconds["finetuning"] = time.perf_counter() - t
 
     crop, windows = recipe.finetune.crop, recipe.finetune.eval_windows
-    metrics = {"validation_macro_auc": _interval(teacher, data.val, crop, windows, "fold 9 of the corpus")}
+    metrics = {"validation_macro_auc": _interval(teacher, data.val, crop, windows, f"fold 9 of {root.name}")}
     if source == "synthetic":
         metrics["corpus_test_macro_auc"] = _interval(
-            teacher, data.test, crop, windows, "fold 10 of the corpus")
+            teacher, data.test, crop, windows, f"fold 10 of {root.name}")
         evaluation = evaluation_split(smoke, progress=progress)
         metrics["test_macro_auc"] = _interval(
             teacher, evaluation, crop, windows, f"the synthetic evaluation draw, seed {EVALUATION_SEED}")
     else:
-        metrics["test_macro_auc"] = _interval(teacher, data.test, crop, windows, "fold 10 of PTB-XL-500")
+        metrics["test_macro_auc"] = _interval(teacher, data.test, crop, windows, f"fold 10 of {root.name}")
 
     n_teacher = count_parameters(teacher)
     n_student = count_parameters(ECGStudentCNN(StudentConfig()))
-    record = provenance(seed=seed)
-    record["command"] = command or record["command"]
     fields = {
         "name": out.name,
         "summary": (
