@@ -55,6 +55,15 @@ def _random_crops(x: torch.Tensor, crop: int | None) -> torch.Tensor:
     return torch.gather(x, 2, index[:, None, :].expand(-1, x.shape[1], -1).to(x.device))
 
 
+def average_gradients(model: torch.nn.Module, accelerator: Accelerator) -> None:
+    """Data parallelism by hand: every gradient becomes its mean over the processes (no-op alone)."""
+    if accelerator.num_processes == 1:
+        return
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            parameter.grad = accelerator.reduce(parameter.grad, reduction="mean")
+
+
 def pretrain(
     teacher: ECGTransformer,
     x: np.ndarray,
@@ -88,8 +97,10 @@ def pretrain(
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = max(1, config.epochs * len(loader))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
-    model, optimizer, loader, scheduler = accelerator.prepare(teacher, optimizer, loader, scheduler)
-    raw = accelerator.unwrap_model(model)
+    # The loss is a method (masked_patch_loss), not forward(): DDP's wrapper would see no forward
+    # and refuse the step; the processes average their gradients themselves (average_gradients)
+    optimizer, loader, scheduler = accelerator.prepare(optimizer, loader, scheduler)
+    model = raw = teacher.to(accelerator.device)
 
     val_windows = val[..., : config.crop] if config.crop else val
     val_gen = torch.Generator().manual_seed(config.seed + 1)
@@ -122,6 +133,7 @@ def pretrain(
                                             normalize_target=config.normalize_target)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
+            average_gradients(raw, accelerator)
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()

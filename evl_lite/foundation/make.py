@@ -146,6 +146,8 @@ def train_foundation(
     pre_history = pretrain(teacher, x_pretrain, recipe.pretrain, out_dir=work / "pretraining", resume=True)
     stage_seconds["pretraining"] = time.perf_counter() - t
     t = time.perf_counter()
+    for unused in (teacher.mask_token, *teacher.reconstruction_head.parameters()):  # pretraining's only:
+        unused.requires_grad_(False)  # frozen, so data-parallel fine-tuning expects no gradient for them
     result = train(teacher, data.train, data.val, recipe.finetune, out_dir=work / "finetuning", resume=True)
     stage_seconds["finetuning"] = time.perf_counter() - t
 
