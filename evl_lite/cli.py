@@ -247,6 +247,13 @@ def _foundation_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _foundation_cards(args: argparse.Namespace) -> int:
+    from evl_lite.foundation.hub import cards_markdown
+
+    print(cards_markdown())
+    return 0
+
+
 def _foundation_ship(args: argparse.Namespace) -> int:
     from evl_lite.foundation.make import ship
 
@@ -437,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("teacher", help="a directory written by `foundation train`")
     p.add_argument("--name", required=True, help="the name load_teacher will know it by (synthetic, ptbxl)")
     p.set_defaults(func=_foundation_ship)
+    p = foundation_cmds.add_parser("cards", help="the shipped teachers' model cards as a Markdown table")
+    p.set_defaults(func=_foundation_cards)
 
     p = commands.add_parser("run", help="execute the notebook collection with papermill")
     p.add_argument("--mode", choices=["smoke", "workshop", "full"], default="smoke",

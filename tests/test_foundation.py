@@ -197,3 +197,11 @@ def test_the_wheel_carries_the_shipped_teachers(tmp_path):
     for name in {"synthetic", *shipped_teachers()}:
         for file in ("model.safetensors", "config.json", "card.json", "README.md"):
             assert f"evl_lite/foundation/weights/{name}/{file}" in names
+
+
+def test_the_readme_shows_the_shipped_cards():
+    """The README's teacher table is what ``python -m evl_lite foundation cards`` prints."""
+    from evl_lite.foundation.hub import cards_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert cards_markdown() in readme, "README's teacher table is stale: paste `foundation cards`"

@@ -163,6 +163,25 @@ def _corpus_text(c: dict) -> str:
     return f"{c.get('role', '')}: {c.get('source')} `{c.get('name')}`{count}"
 
 
+def cards_markdown(names: list[str] | None = None) -> str:
+    """A Markdown table of the shipped teachers' cards (``python -m evl_lite foundation cards``)."""
+    lines = [
+        "| teacher | parameters | records: pretraining / labelled | validation macro-AUC | "
+        "test macro-AUC (95% CI) | test set | wall time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names or shipped_teachers():
+        f = ModelCard.read(WEIGHTS_DIR / name).fields
+        val, test = f["metrics"]["validation_macro_auc"], f["metrics"]["test_macro_auc"]
+        lines.append(
+            f"| `{name}` | {f['parameters']:,} ({f['parameters_vs_student']:.1f}x the student's) | "
+            f"{f['pretraining_records']:,} / {f['finetuning_records']:,} | {val['value']:.3f} | "
+            f"{test['value']:.3f} ({test['ci'][0]:.3f}-{test['ci'][1]:.3f}) | {test['records']:,} records, "
+            f"{test['what']} | {f['seconds'] / 60:.0f} min |"
+        )
+    return "\n".join(lines)
+
+
 def teacher_directory(name_or_dir: str | os.PathLike) -> Path:
     """A shipped name -> its directory in the package; anything else is taken as a directory."""
     text = str(name_or_dir)
