@@ -28,6 +28,7 @@ from evl_lite.synthetic import (
     generate_dataset,
     record_name,
     synthesize_record,
+    synthetic_draw,
 )
 
 N = 300
@@ -121,7 +122,8 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
     b = generate_dataset(tmp_path / "b", 12, seed=3, progress=False, workers=2)
     c = generate_dataset(tmp_path / "c", 12, seed=4, progress=False, workers=1)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert len(files) == 3 + 2 * 12
+    assert len(files) == 4 + 2 * 12  # two CSVs, the truth, the draw's seed, and 12 records (.hea/.dat)
+    assert synthetic_draw(a) == {"seed": 3, "records": 12} and synthetic_draw(c)["seed"] == 4
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     for rel in files:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
