@@ -254,6 +254,17 @@ def _foundation_cards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _foundation_ensemble(args: argparse.Namespace) -> int:
+    from evl_lite.atomic import write_json_atomic
+    from evl_lite.foundation.ensemble import compare_ensemble, ensemble_markdown
+
+    result = compare_ensemble(args.teachers, args.data, args.path, progress=not args.quiet)
+    if args.out:
+        write_json_atomic(Path(args.out), result)
+    print(ensemble_markdown(result) if not args.json else json.dumps(result, indent=1))
+    return 0
+
+
 def _foundation_ship(args: argparse.Namespace) -> int:
     from evl_lite.foundation.make import ship
 
@@ -444,6 +455,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("teacher", help="a directory written by `foundation train`")
     p.add_argument("--name", required=True, help="the name load_teacher will know it by (synthetic, ptbxl)")
     p.set_defaults(func=_foundation_ship)
+    p = foundation_cmds.add_parser(
+        "ensemble", help="each teacher's macro-AUC and their probability-averaging ensemble's")
+    p.add_argument("teachers", nargs="+", help="shipped names or teacher directories (at least two)")
+    p.add_argument("--data", choices=["synthetic", "ptbxl"], default="ptbxl")
+    p.add_argument("--path", help="the dataset directory (required for --data ptbxl)")
+    p.add_argument("--out", help="also write the comparison to this JSON file")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_foundation_ensemble)
     p = foundation_cmds.add_parser("cards", help="the shipped teachers' model cards as a Markdown table")
     p.set_defaults(func=_foundation_cards)
 

@@ -511,7 +511,27 @@ class ECGTransformer(PreTrainedModel):
         check_state_shapes(expected, found, path)
         kwargs.setdefault("local_files_only", True)
         kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(path, *args, **kwargs)
+        with quiet_transformers():  # no "Loading weights" bar in every notebook and command
+            return super().from_pretrained(path, *args, **kwargs)
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """``transformers``' ``save_pretrained``, without its progress bar."""
+        with quiet_transformers():
+            return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+@contextmanager
+def quiet_transformers():
+    """Switch ``transformers``' progress bars off for the block (and back on if they were on)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 # The teacher's own hyper-parameters (not the transformers bookkeeping such as `dtype`).

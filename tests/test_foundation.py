@@ -21,6 +21,7 @@ from evl_lite.foundation.corpus import (
     WORKSHOP_SEED_LIMIT,
     check_not_trained_on,
 )
+from evl_lite.foundation.ensemble import compare_ensemble, ensemble_probabilities
 from evl_lite.foundation.hub import WEIGHTS_DIR, ModelCard, sha256_file
 from evl_lite.model_output import count_parameters
 from evl_lite.student import ECGStudentCNN, StudentConfig
@@ -157,6 +158,15 @@ def test_the_synthetic_teacher_is_shipped():
     assert "synthetic" in shipped_teachers()
 
 
+def test_the_package_loads_the_shipped_teachers_by_name():
+    import evl_lite
+
+    for name in ("synthetic", "ptbxl"):
+        teacher = evl_lite.load_teacher(name)
+        assert teacher.card.name == name and not teacher.training
+        assert count_parameters(teacher) == teacher.card.fields["parameters"]
+
+
 @pytest.mark.parametrize("name", shipped_teachers())
 def test_a_shipped_teacher_keeps_the_promises_of_its_card(name):
     directory = WEIGHTS_DIR / name
@@ -205,3 +215,28 @@ def test_the_readme_shows_the_shipped_cards():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert cards_markdown() in readme, "README's teacher table is stale: paste `foundation cards`"
+
+
+def test_an_ensemble_averages_its_members_probabilities():
+    a = np.array([[0.2, 0.9], [0.6, 0.1]])
+    b = np.array([[0.4, 0.5], [0.0, 0.3]])
+    np.testing.assert_allclose(ensemble_probabilities([a, b]), [[0.3, 0.7], [0.3, 0.2]])
+    with pytest.raises(ValueError, match="at least two different teachers"):
+        compare_ensemble(["ptbxl", "ptbxl"], "ptbxl", "unused")
+
+
+def test_the_ensemble_command_measures_members_and_their_mean(ptbxl500, tmp_path, capsys):
+    out = tmp_path / "ensemble.json"
+    assert main(["foundation", "ensemble", "ptbxl", "synthetic", "--path", str(ptbxl500), "--out", str(out),
+                 "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert list(rows) == ["ptbxl", "synthetic", "ensemble"] and result["n_test"] == 64
+    card = ModelCard.read(WEIGHTS_DIR / "ptbxl").fields["metrics"]
+    assert rows["ptbxl"]["val"]["macro_auc"] == pytest.approx(card["validation_macro_auc"]["value"])
+    assert rows["ptbxl"]["test"]["macro_auc"] == pytest.approx(card["test_macro_auc"]["value"])
+    for row in rows.values():
+        for split in ("val", "test"):
+            low, high = row[split]["ci95"]
+            assert low <= row[split]["macro_auc"] <= high
+    assert "| `ensemble` |" in capsys.readouterr().out

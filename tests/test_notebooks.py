@@ -188,6 +188,16 @@ def test_07_trains_every_method_and_reads_the_comparison(smoke_run):
         assert change == pytest.approx(auc[f"evl-no-{component}"] - auc["evl"])
     assert m["methods_above_scratch"] == [k for k in auc if k != "scratch" and auc[k] > auc["scratch"]]
     assert any(("beats" in line) or ("does not beat" in line) for line in m["reading"])
+    # label efficiency: scratch, kd and evl at the few-label budget, then at every label (the runs above)
+    rows = m["label_efficiency"]
+    n_few = min(200, m["n_train"] // 2)
+    assert {(r["method"], r["n_labelled"]) for r in rows} == {
+        (method, n) for method in ("scratch", "kd", "evl") for n in (n_few, m["n_train"])}
+    every = {r["method"]: r["macro_auc"] for r in rows if r["n_labelled"] > n_few}
+    assert every == pytest.approx({k: auc[k] for k in ("scratch", "kd", "evl")})
+    assert all(r["n_transfer"] > 0 for r in rows if r["n_labelled"] == n_few)
+    reading = m["label_efficiency_reading"]
+    assert len(reading) == 2 and all(line.startswith(f"{n_few} labels") for line in reading)
 
 
 def test_04_cross_attention_alignment_records_the_component(smoke_run):

@@ -99,38 +99,74 @@ def test_variants_table_has_a_row_per_run_with_its_figures():
 
 
 def test_teacher_search_table_is_the_committed_variants_record():
-    """The teacher search's variants table is what `teacher-variants --table` prints for the record."""
+    """The teacher search shows rows of what `teacher-variants --table` prints for the record."""
     root = Path(__file__).resolve().parents[1]
     record = json.loads((root / "results" / "teacher_variants_synthetic" / "variants.json").read_text())
-    assert variants_markdown(record) in (root / "docs" / "teacher_search.md").read_text(), (
-        "docs/teacher_search.md differs from results/teacher_variants_synthetic/variants.json: paste the "
-        "output of "
-        "`python -m evl_lite teacher-variants --out results/teacher_variants_synthetic --table`"
+    page = (root / "docs" / "teacher_search.md").read_text()
+    header = variants_markdown({"runs": []})
+    assert header in page, "docs/teacher_search.md has no teacher-variants table"
+    shown = page[page.index(header):].split("\n\n")[0].splitlines()[2:]
+    names = [line.split("|")[1].strip() for line in shown]
+    runs = {r["name"]: r for r in record["runs"]}
+    assert names and set(names) <= set(runs), f"rows not in the record: {set(names) - set(runs)}"
+    order = [r["name"] for r in record["runs"]]
+    assert names == sorted(names, key=order.index), "rows must keep the record's order"
+    assert variants_markdown({"runs": [runs[n] for n in names]}) in page, (
+        "docs/teacher_search.md differs from results/teacher_variants_synthetic/variants.json: paste those "
+        "rows of `python -m evl_lite teacher-variants --out results/teacher_variants_synthetic --table`"
     )
+
+
+def test_teacher_search_quotes_the_ptbxl500_variants():
+    """Stem + lead pooling against the old recipe on PTB-XL-500, seeds 0-2, as the page quotes them."""
+    root = Path(__file__).resolve().parents[1]
+    auc = {}
+    for seed, directory in enumerate(["teacher_variants_ptbxl500", "teacher_variants_ptbxl500_seed1",
+                                      "teacher_variants_ptbxl500_seed2"]):
+        for run in json.loads((root / "results" / directory / "variants.json").read_text())["runs"]:
+            assert run["seed"] == seed
+            auc.setdefault(run["name"], []).append(run["test_macro_auc"])
+    quoted = " / ".join(f"{v:.3f}" for v in auc["default"]) + " against " + " / ".join(
+        f"{v:.3f}" for v in auc["stem-leads-pooling"])
+    assert quoted in " ".join((root / "docs" / "teacher_search.md").read_text().split())
+
+
+def test_teacher_search_quotes_the_teacher_student_records():
+    """The three-seed teacher-student figures of the page: the recipe's, and the full scale's."""
+    root = Path(__file__).resolve().parents[1]
+    page = " ".join((root / "docs" / "teacher_search.md").read_text().replace("*", "").split())
+
+    def seeds(directory: str, key: str) -> list[float]:
+        record = json.loads((root / "results" / directory / "teacher_student.json").read_text())
+        return [r[key] for r in sorted(record["per_seed"], key=lambda r: r["seed"])]
+
+    def mean_sd(values: list[float], with_values: bool = False) -> str:
+        stats = over_seeds(values)
+        text = f"{stats['mean']:.3f} ± {stats['sd']:.3f}"
+        return text + " (" + ", ".join(f"{v:.3f}" for v in values) + ")" if with_values else text
+
+    assert f"synthetic {mean_sd(seeds('teacher_student_synthetic', 'teacher_test_macro_auc'))}" in page
+    assert f"PTB-XL-500 {mean_sd(seeds('teacher_student_ptbxl500', 'teacher_test_macro_auc'))}" in page
+    full = "teacher_student_synthetic_full"
+    val = ", ".join(f"{v:.3f}" for v in seeds(full, "teacher_val_macro_auc"))
+    assert f"{mean_sd(seeds(full, 'teacher_test_macro_auc'), True)}, validation {val}" in page
+    assert f"student {mean_sd(seeds(full, 'student_test_macro_auc'), True)}" in page
 
 
 # docs/teacher_search.md's table of paired seeds 0, 1, 2: row label -> the committed records of its
 # seeds, each (results directory, variant name), or (directory, None) for a teacher-student record
 PAIRED_SEED_ROWS = {
     "the recipe": [("teacher_student_synthetic_rerun", None)],
-    "fine-tuning in batches of 16": [
-        ("teacher_variants_synthetic", "recipe-finetune-batch-16"),
-        ("teacher_variants_synthetic_finetune_bs16_seed1", "recipe-finetune-batch-16"),
-        ("teacher_variants_synthetic_finetune_bs16_seed2", "recipe-finetune-batch-16"),
-    ],
     "5,000 more unlabelled records": [("teacher_student_synthetic_unlabelled5000", None)],
-    "both": [
+    "the same, fine-tuned in batches of 16": [
         (f"teacher_variants_synthetic_unlabelled5000_seed{s}", "recipe-finetune-batch-16-unlabelled-5000")
         for s in range(3)
     ],
-    "batches of 16, validated on a moving average of the weights": [
-        (f"teacher_variants_synthetic_ema_seed{s}", "recipe-finetune-batch-16-ema-0.995") for s in range(3)
-    ],
-    "both, validated on a moving average of the weights": [
+    "the same, validated on a moving average of the weights": [
         (f"teacher_variants_synthetic_unlabelled5000_seed{s}",
          "recipe-finetune-batch-16-unlabelled-5000-ema-0.995") for s in range(3)
     ],
-    "both, with 20,000 unlabelled records": [
+    "20,000 unlabelled records, fine-tuned in batches of 16": [
         (f"teacher_variants_synthetic_unlabelled20000_seed{s}", "recipe-finetune-batch-16-unlabelled-20000")
         for s in range(3)
     ],
