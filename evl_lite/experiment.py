@@ -270,6 +270,8 @@ def results_markdown(results: dict) -> str:
         lines += _summary_lines(budget["summary"], eff, intervals=True)
     if len(results.get("budgets", [])) > 1:
         lines += _label_efficiency_lines(results)
+    if results.get("budgets"):
+        lines += _scratch_comparison_lines(results)
     lines += [
         "",
         f"Command: `{shell_command(results['provenance'])}`; commit {results['provenance']['commit']}; "
@@ -299,6 +301,54 @@ def _budget_heading(budget: dict, results: dict) -> str:
         f"{head}; the distillation losses also see {' and '.join(parts)} without labels "
         "(the scratch student does not)."
     )
+
+
+def scratch_comparisons(results: dict) -> list[dict]:
+    """Each distilled method against the scratch student, paired by seed, at every label budget.
+
+    Two references per budget: the scratch student with the same labels (what distillation adds)
+    and, for a few-label budget, the scratch student with every label (how much of the gap the
+    teacher closes). Difference d_s = AUC(method, s) - AUC(scratch, s); the interval is a
+    bootstrap over seeds (:func:`paired_bootstrap`).
+    """
+    runs = results.get("runs", [])
+    auc = {(r["method"], r.get("labelled", ALL), r["seed"]): r["macro_auc"] for r in runs}
+    budgets = sorted(results.get("budgets", []), key=lambda b: b["n_labelled"])
+    rows = []
+    for b in budgets:
+        references = [(b["labelled"], "scratch, same labels")]
+        if b["labelled"] != ALL and any(x["labelled"] == ALL for x in budgets):
+            references.append((ALL, "scratch, every label"))
+        for method in dict.fromkeys(r["method"] for r in runs if r.get("labelled", ALL) == b["labelled"]):
+            if method == "scratch":
+                continue
+            for ref_budget, against in references:
+                seeds = sorted(s for (m, lab, s) in auc if m == method and lab == b["labelled"]
+                               and ("scratch", ref_budget, s) in auc)
+                if not seeds:
+                    continue
+                diffs = np.array([auc[method, b["labelled"], s] - auc["scratch", ref_budget, s]
+                                  for s in seeds])  # [S]
+                rows.append({"method": method, "labelled": b["labelled"], "n_labelled": b["n_labelled"],
+                             "against": against, "seeds": seeds, "diffs": diffs.tolist(),
+                             "mean": float(diffs.mean()), "ci95": list(paired_bootstrap(diffs)),
+                             "wins": int((diffs > 0).sum())})
+    return rows
+
+
+def _scratch_comparison_lines(results: dict) -> list[str]:
+    rows = scratch_comparisons(results)
+    if not rows:
+        return []
+    lines = ["", "Against the scratch student, paired by seed (test macro-AUC difference, 95% bootstrap CI "
+             "over seeds):", "", "| method | labelled | against | difference | 95% CI | better in |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        low, high = r["ci95"]
+        ci = "-" if np.isnan(low) else f"{low:+.4f} to {high:+.4f}"
+        lines.append(f"| {r['method']} | {r['n_labelled']} | {r['against']} | {r['mean']:+.4f} | {ci} "
+                     f"| {r['wins']} of {len(r['seeds'])} seeds |")
+    return lines
 
 
 def _label_efficiency_lines(results: dict) -> list[str]:

@@ -17,7 +17,14 @@ from conftest import STATEMENTS, accelerate_launch, ecg_like, requires_accelerat
 from evl_lite import recipes
 from evl_lite.cli import main
 from evl_lite.errors import ECGDataError
-from evl_lite.experiment import paired_bootstrap, parse_methods, run_experiment, summarise
+from evl_lite.experiment import (
+    paired_bootstrap,
+    parse_methods,
+    results_markdown,
+    run_experiment,
+    scratch_comparisons,
+    summarise,
+)
 from evl_lite.label_budget import labelled_subset
 from evl_lite.plots import label_efficiency_figure
 from evl_lite.synthetic import generate_dataset
@@ -304,6 +311,27 @@ def test_the_teacher_outputs_are_cached_for_labelled_and_transfer_records(budget
     assert load_file(cache_file)["logits"].shape[0] == len(data.train) + TRANSFER_RECORDS
     kd = {r["teacher_fingerprint"] for r in results["runs"] if r["method"] == "kd"}
     assert kd == {cache_file.name.removeprefix("teacher-outputs-").removesuffix(".safetensors")}
+
+
+def test_distilled_students_are_compared_with_scratch_seed_by_seed(budget_experiment):
+    _, results, data, _ = budget_experiment
+    auc = {(r["method"], r["labelled"], r["seed"]): r["macro_auc"] for r in results["runs"]}
+    rows = scratch_comparisons(results)
+    distilled = [m for m in BUDGET_METHODS if m != "scratch"]
+    expected = [(m, 20, "scratch, same labels") for m in distilled] + [
+        (m, 20, "scratch, every label") for m in distilled] + [
+        (m, len(data.train), "scratch, same labels") for m in distilled]
+    assert sorted((r["method"], r["n_labelled"], r["against"]) for r in rows) == sorted(expected)
+    for r in rows:
+        reference = r["labelled"] if r["against"] == "scratch, same labels" else "all"
+        diffs = [auc[r["method"], r["labelled"], s] - auc["scratch", reference, s] for s in (0, 1)]
+        assert r["seeds"] == [0, 1] and r["diffs"] == pytest.approx(diffs)
+        assert r["mean"] == pytest.approx(np.mean(diffs)) and r["wins"] == sum(d > 0 for d in diffs)
+        low, high = r["ci95"]
+        assert min(diffs) - 1e-12 <= low <= high <= max(diffs) + 1e-12
+    markdown = results_markdown(results)
+    kd = next(r for r in rows if r["method"] == "kd" and r["against"] == "scratch, every label")
+    assert f"| kd | 20 | scratch, every label | {kd['mean']:+.4f} |" in markdown
 
 
 def test_label_efficiency_rows_figure_and_markdown(budget_experiment):
