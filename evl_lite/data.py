@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,9 @@ LEAD_ALIASES: dict[str, str] = {
 
 # Bytes per sample of the WFDB formats PTB-XL-like data uses, to catch truncated .dat files.
 _BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0, "160": 2.0, "212": 1.5}
+
+# A signal line's format field: format[xsamples_per_frame][:skew][+byte_offset].
+_FORMAT_FIELD = re.compile(r"(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::(?P<skew>\d+))?(?:\+(?P<offset>\d+))?")
 
 # Physical units accepted, with the factor that converts them to millivolts.
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
@@ -247,6 +251,56 @@ def canonical_lead_name(name: str) -> str | None:
     return LEAD_ALIASES.get(key)
 
 
+def _standard_lead(name: str) -> str | None:
+    """The standard lead a signal name records ('-aVR' counts as AVR); None for any other."""
+    if name.strip().upper().replace(" ", "") == "-AVR":
+        return "AVR"
+    return None if name.strip().startswith("-") else canonical_lead_name(name)
+
+
+@dataclass(frozen=True)
+class SignalFormat:
+    """A WFDB format field ``format[xsamples_per_frame][:skew][+byte_offset]``, parsed.
+
+    ``16`` is PTB-XL's; ``16x1+24`` (or ``16+24``) is a CinC 2020/2021 ``.mat`` file: format 16
+    samples after the file's 24-byte MATLAB v4 header.
+    """
+
+    fmt: str
+    samples_per_frame: int = 1
+    skew: int = 0
+    byte_offset: int = 0
+
+
+def parse_format_field(field: str) -> SignalFormat:
+    """Parse ``format[xsamples_per_frame][:skew][+byte_offset]``; ValueError for anything else."""
+    match = _FORMAT_FIELD.fullmatch(field.strip())
+    if match is None or int(match["spf"] or 1) < 1:
+        raise ValueError(f"format field {field!r} is not format[xsamples_per_frame][:skew][+byte_offset]")
+    return SignalFormat(
+        fmt=match["fmt"],
+        samples_per_frame=int(match["spf"] or 1),
+        skew=int(match["skew"] or 0),
+        byte_offset=int(match["offset"] or 0),
+    )
+
+
+def signal_formats(hea: Path, n_sig: int) -> list[SignalFormat]:
+    """The parsed format field of each signal line ``file_name format[xN][:skew][+offset] ...``."""
+    lines = [line.strip() for line in hea.read_text(errors="replace").splitlines()]
+    signal_lines = [line for line in lines if line and not line.startswith("#")][1 : 1 + n_sig]
+    if len(signal_lines) != n_sig:
+        raise ECGDataError(hea, f"announces {n_sig} signal(s) but has {len(signal_lines)} signal line(s)")
+    formats = []
+    for number, line in enumerate(signal_lines, start=1):
+        fields = line.split()
+        try:
+            formats.append(parse_format_field(fields[1] if len(fields) > 1 else ""))
+        except ValueError as exc:
+            raise ECGDataError(hea, f"signal line {number}: {exc}") from None
+    return formats
+
+
 def read_header(base: str | os.PathLike) -> wfdb.Record:
     """The WFDB header of a record (path without extension); a missing or malformed one is an ECGDataError."""
     base = Path(base)
@@ -264,23 +318,27 @@ def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tupl
 
     Handling (documented and tested): leads are reordered to the standard order and names
     matched case-insensitively (aVR == AVR); extra leads (e.g. Frank leads vx, vy, vz of the
-    15-lead PTB layout) are dropped; a lead recorded as -aVR is negated back; microvolts and
-    volts are converted to mV; ``NU`` (already normalised units) is accepted only with
-    ``allow_normalised=True``. Everything else raises ECGDataError: missing files, a .dat
-    shorter or longer than its header says, missing leads, NaN/inf samples.
+    15-lead PTB layout) are dropped, and a signal file holding only such leads (PTB's ``.xyz``)
+    may be absent; a lead recorded as -aVR is negated back; a byte offset in the format field
+    ``format[xsamples_per_frame][:skew][+byte_offset]`` is honoured (CinC 2020/2021 ``.mat``
+    files: ``16+24``); microvolts and volts are converted to mV; ``NU`` (already normalised
+    units) is accepted only with ``allow_normalised=True``. Everything else raises
+    ECGDataError: a missing file holding standard leads, a signal file shorter or longer than
+    its header says, missing leads, NaN/inf samples.
     """
     base = Path(base)
     hea = base.with_name(base.name + ".hea")
     header = read_header(base)
+    if isinstance(header, wfdb.MultiRecord):
+        raise ECGDataError(hea, "is a multi-segment WFDB record; only single-segment records are read")
     if not header.sig_name or not header.sig_len:
         raise ECGDataError(hea, "header lists no signals or no samples")
-    _check_dat_sizes(base, header)
+    _check_signal_files(base, header)
 
-    names = [canonical_lead_name(n) if not n.strip().startswith("-") else None for n in header.sig_name]
     negated = [n.strip().upper().replace(" ", "") == "-AVR" for n in header.sig_name]
     channels: dict[str, int] = {}
-    for i, (name, neg) in enumerate(zip(names, negated, strict=True)):
-        lead = "AVR" if neg else name
+    for i, name in enumerate(header.sig_name):
+        lead = _standard_lead(name)
         if lead is not None and lead not in channels:
             channels[lead] = i
     missing = [lead for lead in LEADS if lead not in channels]
@@ -305,12 +363,12 @@ def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tupl
                 + (" (NU needs allow_normalised=True)" if unit.upper() == "NU" else ""),
             )
 
-    try:
+    files = sorted({header.file_name[channels[lead]] for lead in LEADS})
+    try:  # reads only the files of these 12 channels, after each file's byte offset
         record = wfdb.rdrecord(str(base), channels=[channels[lead] for lead in LEADS])
     except Exception as exc:
-        raise ECGDataError(
-            base.with_name(base.name + ".dat"), f"cannot be read ({type(exc).__name__}: {exc})"
-        ) from None
+        source = base.parent / files[0] if len(files) == 1 else hea
+        raise ECGDataError(source, f"cannot be read ({type(exc).__name__}: {exc})") from None
     signal = np.asarray(record.p_signal, dtype=np.float64).T  # [12, T]
     signal *= np.asarray(factors)[:, None]
     for row, lead in enumerate(LEADS):
@@ -318,39 +376,85 @@ def read_record(base: str | os.PathLike, allow_normalised: bool = False) -> tupl
             signal[row] = -signal[row]
     bad = ~np.isfinite(signal)
     if bad.any():
-        rows = sorted({LEADS[r] for r in np.nonzero(bad)[0]})
+        rows = sorted({LEADS[r] for r in np.nonzero(bad)[0]}, key=LEADS.index)
         raise ECGDataError(
-            base.with_name(base.name + ".dat"),
+            base.parent / header.file_name[channels[rows[0]]],
             f"{int(bad.sum())} NaN/inf or invalid samples in lead(s) {rows}",
         )
     return signal.astype(np.float32), float(header.fs)
 
 
-def _check_dat_sizes(base: Path, header: wfdb.Record) -> None:
-    """Compare each .dat file's size with what the header promises (catches truncation)."""
-    per_file: dict[str, list[str]] = {}
-    for file_name, fmt in zip(header.file_name, header.fmt, strict=True):
-        per_file.setdefault(file_name, []).append(str(fmt))
-    for file_name, fmts in per_file.items():
-        dat = base.parent / file_name
-        if not dat.is_file():
-            raise ECGDataError(dat, "signal file named in the header is missing")
-        if any(f not in _BYTES_PER_SAMPLE for f in fmts):
-            continue  # exotic format: let wfdb decide
-        expected = math.ceil(header.sig_len * sum(_BYTES_PER_SAMPLE[f] for f in fmts))
-        size = dat.stat().st_size
-        if size < expected:
+def _check_signal_files(base: Path, header: wfdb.Record) -> None:
+    """Check each signal file named in the header: present, and as long as promised.
+
+    A missing file is an error when it is the record's only file, or holds any of the 12
+    standard leads (then naming the header, the file and those leads); it is skipped when it
+    holds none of them (PTB's ``.xyz`` file of Frank leads vx, vy, vz).
+    """
+    hea = base.with_name(base.name + ".hea")
+    formats = signal_formats(hea, len(header.sig_name))
+    per_file: dict[str, list[int]] = {}
+    for i, file_name in enumerate(header.file_name):
+        per_file.setdefault(file_name, []).append(i)
+    for file_name, signals in per_file.items():
+        path = base.parent / file_name
+        if path.is_file():
+            _check_size(path, header.sig_len, [formats[i] for i in signals])
+            continue
+        held = [lead for lead in (_standard_lead(header.sig_name[i]) for i in signals) if lead]
+        if len(per_file) == 1:  # the record's only file
+            raise ECGDataError(path, "signal file named in the header is missing")
+        if held:
             raise ECGDataError(
-                dat,
-                f"holds {size} bytes but the header promises {header.sig_len} samples x {len(fmts)} "
-                f"lead(s) = {expected} bytes (truncated file, or header and data disagree)",
+                path,
+                f"signal file named in the header is missing (header {hea} puts the "
+                f"standard lead(s) {held} in it)",
             )
-        if size > expected:
-            raise ECGDataError(
-                dat,
-                f"holds {size} bytes but the header promises only {expected} "
-                f"({header.sig_len} samples x {len(fmts)} leads): header and data disagree",
-            )
+
+
+def _check_size(path: Path, sig_len: int, formats: list[SignalFormat]) -> None:
+    """Refuse a signal file unlike its header: ``byte_offset + sig_len x bytes per frame``.
+
+    A frame holds ``samples_per_frame`` samples of every signal in the file; a skewed signal
+    may add up to ``skew`` frames at the end. Formats outside ``_BYTES_PER_SAMPLE`` are left
+    to wfdb.
+    """
+    if any(f.fmt not in _BYTES_PER_SAMPLE for f in formats):
+        return
+    offsets = sorted({f.byte_offset for f in formats})
+    if len(offsets) > 1:
+        raise ECGDataError(path, f"the header gives its signals different byte offsets {offsets}")
+    offset = offsets[0]
+    frame = sum(_BYTES_PER_SAMPLE[f.fmt] * f.samples_per_frame for f in formats)
+    data = math.ceil(sig_len * frame)
+    expected = offset + data
+    longest = offset + math.ceil((sig_len + max(f.skew for f in formats)) * frame)
+    size = path.stat().st_size
+    if expected <= size <= longest:
+        return
+    spf = {f.samples_per_frame for f in formats}
+    promise = f"{sig_len} samples x {len(formats)} lead(s)"
+    promise += f" with {sorted(spf)} samples per frame" if spf != {1} else ""
+    promise += f" after a {offset}-byte prefix" if offset else ""
+    hint = ""
+    if path.suffix.lower() == ".mat" and size > data and size - data != offset:
+        first = formats[0]
+        field = first.fmt + (f"x{first.samples_per_frame}" if first.samples_per_frame > 1 else "")
+        hint = (
+            f"; if the samples follow a {size - data}-byte MATLAB header, "
+            f"the format field should read {field}+{size - data}"
+        )
+    if size < expected:
+        raise ECGDataError(
+            path,
+            f"holds {size} bytes but the header promises {promise} = {expected} bytes "
+            f"(truncated file, or header and data disagree){hint}",
+        )
+    raise ECGDataError(
+        path,
+        f"holds {size} bytes but the header promises only {expected} ({promise}): "
+        f"header and data disagree{hint}",
+    )
 
 
 def load_signals(

@@ -14,7 +14,8 @@ each rate they list) and reports, instead of stopping at the first one:
   a clipped amplifier).
 
 Records that ``read_record`` accepts with a documented fix (leads reordered or renamed,
-15-lead layouts, microvolts, other sampling rates) are not problems.
+15-lead layouts with or without PTB's ``.xyz`` file, a byte offset such as CinC's ``.mat``
+``16+24``, microvolts, other sampling rates) are not problems.
 """
 
 from __future__ import annotations
