@@ -41,6 +41,20 @@ def replace_atomically(tmp: str | os.PathLike, target: str | os.PathLike) -> Non
     fsync_path(Path(target).parent, recursive=False)  # the new name, not the siblings' contents
 
 
+def replace_directory(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the finished directory ``tmp`` in place of ``target`` (which may exist): at every instant
+    ``target`` or its ``.<name>.old`` sibling holds a complete directory."""
+    import shutil
+
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    replace_atomically(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_text_atomic(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically."""
     path = Path(path)

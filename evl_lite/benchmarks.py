@@ -357,3 +357,76 @@ def bench_edge(experiment_dir: str, method: str = "evl", seed: int = 0, repeats:
         "static_int8_auc_change": report["static_int8"]["test_macro_auc"] - float_auc,
         "onnx_max_abs_logit_diff": report["onnx"]["parity"]["max_abs_diff"],
     }
+
+
+def bench_predict(data_dir: str | None = None, records: int = 500, threads: int = 2) -> dict:
+    """Records per second of ``python -m evl_lite predict``, end to end, and each stage's share.
+
+    Every record below ``data_dir`` (default ``../shared/data/ptbxl-500/records100``: 500 PTB-XL
+    records of 10 s at 100 Hz), up to ``records``, is read (WFDB), prepared (band-pass, z-score,
+    windows) and scored by the shipped student as ``predict`` does it
+    (:func:`evl_lite.predict.pipeline.predict_records`), once with onnxruntime (the student
+    exported to a temporary ONNX file; the export is not timed) and once with PyTorch, each on
+    ``threads`` threads, after a warm-up on 16 records. The files are read once beforehand, so both
+    runs find them in the page cache. Targets: >= 100 records/s with onnxruntime on 2 cores, and
+    reading not the largest stage.
+    """
+    import os
+    from pathlib import Path
+
+    from evl_lite.predict.pipeline import StageTimes, predict_records
+    from evl_lite.predict.predictor import export_student, load_predictor
+    from evl_lite.predict.records import find_records
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptbxl-500" / "records100"
+    root = Path(data_dir) if data_dir else shared
+    refs = find_records([root])[:records]
+    if isinstance(refs[0], Exception):  # a directory without records, or none at all
+        raise refs[0]
+    for ref in refs:  # into the page cache: both runtimes read warm files
+        for file in ref.path.parent.glob(ref.path.name + ".*"):
+            file.read_bytes()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    runs, probabilities = {}, {}
+    try:
+        pytorch = load_predictor()
+        with tempfile.TemporaryDirectory() as tmp:
+            path, parity = export_student(pytorch, Path(tmp) / "student.onnx")
+            onnx = load_predictor(path, threads=threads)
+            for name, model in (("onnxruntime", onnx), ("pytorch", pytorch)):
+                predict_records(refs[:16], model)  # warm-up
+                times = StageTimes()
+                start = time.perf_counter()
+                results = predict_records(refs, model, times=times)
+                seconds = time.perf_counter() - start
+                done = [r for r in results if not isinstance(r, Exception)]
+                staged = sum(times.seconds.values())
+                runs[name] = {
+                    "records": len(done),
+                    "refused": [str(r) for r in results if isinstance(r, Exception)],
+                    "seconds": seconds,
+                    "records_per_s": len(done) / seconds,
+                    "stage_seconds": times.seconds,
+                    "stage_share": {stage: t / staged for stage, t in times.seconds.items()},
+                }
+                probabilities[name] = np.stack([r.probabilities for r in done])
+    finally:
+        torch.set_num_threads(previous)
+    onnx_run = runs["onnxruntime"]
+    return {
+        "path": str(root),
+        "records": len(refs),
+        "threads": threads,
+        "cpus": os.cpu_count(),
+        "model": pytorch.describe()["name"],
+        "onnxruntime": onnx_run,
+        "pytorch": runs["pytorch"],
+        "onnx_parity_max_abs_logit": parity,
+        "max_abs_probability_difference": float(
+            np.abs(probabilities["onnxruntime"] - probabilities["pytorch"]).max()),
+        "target_records_per_s": 100.0,
+        "target_met": onnx_run["records_per_s"] >= 100.0,
+        "largest_stage_onnxruntime": max(onnx_run["stage_seconds"], key=onnx_run["stage_seconds"].get),
+    }
+

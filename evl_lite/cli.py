@@ -180,6 +180,13 @@ def _bench_deployment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_predict(args: argparse.Namespace) -> int:
+    from evl_lite.benchmarks import bench_predict
+
+    _print_json(bench_predict(args.path, records=args.records, threads=args.threads))
+    return 0
+
+
 def _teacher_variants(args: argparse.Namespace) -> int:
     from evl_lite.recipes import load_benchmark_data, unlabelled_records
     from evl_lite.teacher_variants import parse_variant, run_variants, variants_markdown
@@ -357,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=20, help="timed repetitions (the median is reported)")
     p.set_defaults(func=_bench_deployment)
+    p = bench_cmds.add_parser(
+        "predict", help="records/s of `predict` end to end (read, preprocess, predict): onnxruntime, PyTorch")
+    p.add_argument("path", nargs="?", default=None,
+                   help="a directory of records (default: ../shared/data/ptbxl-500/records100, 500 records)")
+    p.add_argument("--records", type=int, default=500, help="at most this many records")
+    p.add_argument("--threads", type=int, default=2, help="threads of onnxruntime and PyTorch (default 2)")
+    p.set_defaults(func=_bench_predict)
 
     p = commands.add_parser(
         "experiment",
@@ -466,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_foundation_ensemble)
     p = foundation_cmds.add_parser("cards", help="the shipped teachers' model cards as a Markdown table")
     p.set_defaults(func=_foundation_cards)
+
+    from evl_lite.predict.command import add_predict_parser
+
+    add_predict_parser(commands)
 
     p = commands.add_parser("run", help="execute the notebook collection with papermill")
     p.add_argument("--mode", choices=["smoke", "workshop", "full"], default="smoke",

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from evl_lite.atomic import replace_atomically
 from evl_lite.model_output import ModelOutput, TokenLayout
+from evl_lite.sources import default_data_root
 
 
 def fingerprint(teacher: nn.Module, x: np.ndarray, crop: int, starts: Sequence[int]) -> str:
@@ -41,6 +42,12 @@ def fingerprint(teacher: nn.Module, x: np.ndarray, crop: int, starts: Sequence[i
     h.update(np.ascontiguousarray(x, dtype=np.float32).tobytes())
     h.update(json.dumps({"crop": crop, "starts": list(starts)}).encode())
     return h.hexdigest()[:16]
+
+
+def shared_cache_dir() -> Path:
+    """``<data root>/cache/teacher-outputs``: the notebooks' shared store, so the teacher runs over
+    the training records once per data set and window grid, not once per notebook."""
+    return default_data_root() / "cache" / "teacher-outputs"
 
 
 class TeacherCache:

@@ -189,7 +189,10 @@ def test_a_shipped_teacher_keeps_the_promises_of_its_card(name):
 
 
 def test_the_wheel_carries_the_shipped_teachers(tmp_path):
-    """``pip install`` (Colab) gets the weights: they are package data of the built wheel."""
+    """``pip install`` (Colab) gets the weights: they are package data of the built wheel.
+
+    The distilled student that ``predict`` uses ships the same way (``evl_lite/predict/weights``).
+    """
     import subprocess
     import sys
     import zipfile
@@ -207,6 +210,8 @@ def test_the_wheel_carries_the_shipped_teachers(tmp_path):
     for name in {"synthetic", *shipped_teachers()}:
         for file in ("model.safetensors", "config.json", "card.json", "README.md"):
             assert f"evl_lite/foundation/weights/{name}/{file}" in names
+    for file in ("model.safetensors", "config.json", "card.json", "README.md"):
+        assert f"evl_lite/predict/weights/ptbxl-student/{file}" in names
 
 
 def test_the_readme_shows_the_shipped_cards():

@@ -267,6 +267,9 @@ def test_08_evaluates_and_deploys_the_student(smoke_run):
     assert np.isfinite(occ["student"]).all() and np.isfinite(occ["teacher"]).all()
     assert "NOT A DIAGNOSIS" in m["summary_text"]
     assert "07" in m["student_origin"]  # 07 ran first in the same run, so its EVL student is evaluated
+    reading = m["predict"]  # section 5: the shipped student reads one record, with its report
+    assert reading["exit_status"] == 0 and reading["model"] == "ptbxl-student"
+    assert set(reading["probabilities"]) == set(SUPERCLASSES) and "index.html" in reading["pages"]
 
 
 def test_06_relation_matching_checks_its_properties_and_reports_the_mismatch(smoke_run):

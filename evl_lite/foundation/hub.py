@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.errors import ECGDataError
@@ -31,9 +32,14 @@ CONFIG_FILE = "config.json"
 
 def shipped_teachers() -> list[str]:
     """Names of the teachers shipped inside the package."""
-    if not WEIGHTS_DIR.is_dir():
+    return shipped_names(WEIGHTS_DIR)
+
+
+def shipped_names(weights_dir: Path) -> list[str]:
+    """Names of the carded model directories in ``weights_dir`` (teachers here, students in predict)."""
+    if not weights_dir.is_dir():
         return []
-    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / CARD_JSON).is_file())
+    return sorted(p.name for p in weights_dir.iterdir() if (p / CARD_JSON).is_file())
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -54,10 +60,15 @@ def _config_fields(config: dict) -> dict:
 
 @dataclass
 class ModelCard:
-    """A teacher's model card: ``fields`` as stored in ``card.json`` of ``directory``."""
+    """A teacher's model card: ``fields`` as stored in ``card.json`` of ``directory``.
+
+    Subclasses (the distilled student's card, :mod:`evl_lite.predict.student_hub`) set ``kind`` and
+    the config fields that define their model (:meth:`config_fields`), and share the verification.
+    """
 
     directory: Path
     fields: dict = field(default_factory=dict)
+    kind: ClassVar[str] = "teacher"
 
     @property
     def name(self) -> str:
@@ -68,7 +79,7 @@ class ModelCard:
         directory = Path(directory)
         path = directory / CARD_JSON
         if not path.is_file():
-            raise ECGDataError(path, "missing: a teacher directory needs its model card (card.json)")
+            raise ECGDataError(path, f"missing: a {cls.kind} directory needs its model card (card.json)")
         try:
             fields = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -94,15 +105,19 @@ class ModelCard:
             raise ECGDataError(
                 weights,
                 f"SHA-256 {digest[:12]}... does not match the model card's {self.fields['sha256'][:12]}...: "
-                "the weights were changed or damaged; reinstall the package or remake the teacher",
+                f"the weights were changed or damaged; reinstall the package or remake the {self.kind}",
             )
         try:
-            saved = _config_fields(json.loads(config_path.read_text()))
+            saved = self.config_fields(json.loads(config_path.read_text()))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ECGDataError(config_path, f"is not valid JSON ({exc})") from None
-        carded = _config_fields(self.fields["config"])
+        carded = self.config_fields(self.fields["config"])
         if changed := [f"{k} {saved[k]!r} (card {carded[k]!r})" for k in saved if saved[k] != carded[k]]:
             raise ECGDataError(config_path, f"does not match the model card: {'; '.join(changed)}")
+
+    def config_fields(self, config: dict) -> dict:
+        """The fields of a config (``config.json`` or the card's) that define the model (:meth:`verify`)."""
+        return _config_fields(config)
 
     def markdown(self) -> str:
         """The card in words (the ``README.md`` shipped beside the weights)."""
@@ -120,7 +135,7 @@ class ModelCard:
             f"| pretraining records | {f.get('pretraining_records', '?'):,} |",
             f"| fine-tuning records | {f.get('finetuning_records', '?'):,} |",
             *(f"| {name} | {_metric_text(value)} |" for name, value in metrics.items()),
-            f"| wall time | {f.get('seconds', 0) / 60:.1f} min |",
+            f"| wall time | {_wall_time_text(f, '.1f')} |",
             f"| machine | {f.get('provenance', {}).get('machine', '?')} |",
             f"| commit | {f.get('provenance', {}).get('commit', '?')} |",
             f"| SHA-256 of model.safetensors | `{f.get('sha256', '?')}` |",
@@ -154,6 +169,14 @@ def _metric_text(value) -> str:
     return str(value)
 
 
+def _wall_time_text(f: dict, spec: str) -> str:
+    """This teacher's wall time, plus that of the teacher it started from (card field ``init``)."""
+    text = f"{f.get('seconds', 0) / 60:{spec}} min"
+    if init := f.get("init"):
+        text += f" after `{init['name']}`'s {(init.get('seconds') or 0) / 60:{spec}} min"
+    return text
+
+
 def _corpus_text(c: dict) -> str:
     if c.get("source") == "synthetic":
         draw = f"synthetic draw `{c.get('name')}`, seed {c.get('seed')}"
@@ -177,25 +200,34 @@ def cards_markdown(names: list[str] | None = None) -> str:
             f"| `{name}` | {f['parameters']:,} ({f['parameters_vs_student']:.1f}x the student's) | "
             f"{f['pretraining_records']:,} / {f['finetuning_records']:,} | {val['value']:.3f} | "
             f"{test['value']:.3f} ({test['ci'][0]:.3f}-{test['ci'][1]:.3f}) | {test['records']:,} records, "
-            f"{test['what']} | {f['seconds'] / 60:.0f} min |"
+            f"{test['what']} | {_wall_time_text(f, '.0f')} |"
         )
     return "\n".join(lines)
 
 
 def teacher_directory(name_or_dir: str | os.PathLike) -> Path:
     """A shipped name -> its directory in the package; anything else is taken as a directory."""
+    return shipped_directory(name_or_dir, WEIGHTS_DIR, "teacher", "`python -m evl_lite foundation train`")
+
+
+def shipped_directory(name_or_dir: str | os.PathLike, weights_dir: Path, kind: str, made_by: str) -> Path:
+    """A name shipped in ``weights_dir`` -> its directory; anything else is taken as a directory.
+
+    An unknown name lists the shipped ones; a path that is no directory is an error too (both
+    name the path). ``kind`` ("teacher", "student") and ``made_by`` (the command) word the errors.
+    """
     text = str(name_or_dir)
     if os.sep not in text and "/" not in text and not Path(text).is_dir():
-        if (WEIGHTS_DIR / text / CARD_JSON).is_file():
-            return WEIGHTS_DIR / text
+        if (weights_dir / text / CARD_JSON).is_file():
+            return weights_dir / text
         raise ECGDataError(
-            WEIGHTS_DIR / text,
-            f"no shipped teacher {text!r} (shipped: {', '.join(shipped_teachers()) or 'none'}); give a name "
-            "or a directory made by `python -m evl_lite foundation train`",
+            weights_dir / text,
+            f"no shipped {kind} {text!r} (shipped: {', '.join(shipped_names(weights_dir)) or 'none'}); "
+            f"give a name or a directory made by {made_by}",
         )
     path = Path(text).expanduser()
     if not path.is_dir():
-        raise ECGDataError(path, "is not a directory: a teacher is a directory with card.json and weights")
+        raise ECGDataError(path, f"is not a directory: a {kind} is a directory with card.json and weights")
     return path
 
 

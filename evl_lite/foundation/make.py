@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evl_lite.atomic import replace_atomically
+from evl_lite.atomic import replace_directory
 from evl_lite.data import load_ptbxl
 from evl_lite.errors import ECGDataError
 from evl_lite.evaluation import bootstrap_ci, macro_auc
@@ -133,6 +133,7 @@ def train_foundation(
 
     torch.manual_seed(seed)
     teacher = ECGTransformer(recipe.model)
+    started_from = None
     if init:
         from evl_lite.foundation.hub import load_teacher
 
@@ -140,6 +141,8 @@ def train_foundation(
         teacher.load_state_dict(start_from.state_dict())
         corpus += [{**c, "role": f"before this teacher, as {start_from.card.name!r}: {c.get('role')}"}
                    for c in start_from.card.fields.get("corpus", [])]
+        started_from = {"name": start_from.card.name, "sha256": start_from.card.fields.get("sha256"),
+                        "seconds": start_from.card.fields.get("seconds")}
 
     stage_seconds = {}
     t = time.perf_counter()
@@ -168,12 +171,15 @@ def train_foundation(
         "name": out.name,
         "summary": (
             f"A foundation teacher for the EVL-ECG Lite course: {recipe.model.n_layers}-block transformer "
-            f"over a convolutional lead stem, masked-patch pretrained on {len(x_pretrain):,} records and "
+            f"over a convolutional lead stem, "
+            + (f"started from the {started_from['name']!r} teacher's weights, then " if started_from else "")
+            + f"masked-patch pretrained on {len(x_pretrain):,} records and "
             f"fine-tuned on {len(data.train):,} labelled {source} records. Educational use only."
         ),
         "source": source,
         "smoke": smoke,
         "seed": seed,
+        "init": started_from,  # the teacher whose weights it started from (its wall time is not in "seconds")
         "corpus": corpus,
         "pretraining_records": int(len(x_pretrain)),
         "finetuning_records": int(len(data.train)),
@@ -217,10 +223,5 @@ def ship(teacher_dir: str | os.PathLike, name: str) -> Path:
     shipped.fields["name"] = name
     shipped.write()
     shipped.verify()
-    old = WEIGHTS_DIR / f".{name}.old"
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    replace_atomically(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, target)
     return target
