@@ -415,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebooks", nargs="*", help="notebooks to copy (default: notebooks/*.ipynb)")
     p.set_defaults(func=_exercises)
 
-    p = commands.add_parser("results", help="regenerate the README's results section from results.json files")
-    p.add_argument("readme", help="the README holding the <!-- results:begin/end --> block")
+    p = commands.add_parser("results", help="regenerate docs/results.md's tables from results.json files")
+    p.add_argument("readme", help="the page holding the <!-- results:begin/end --> block (docs/results.md)")
     p.add_argument("dirs", nargs="+", help="experiment output directories, in the order to show them")
     p.set_defaults(func=_results)
 

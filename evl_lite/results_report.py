@@ -1,10 +1,10 @@
-"""The README's results section, generated from the committed experiment results.
+"""The results page's tables (docs/results.md), generated from the committed experiment results.
 
-``python -m evl_lite results README.md results/experiment_ptbxl500 results/experiment_synthetic``
+``python -m evl_lite results docs/results.md results/experiment_ptbxl500 results/experiment_synthetic``
 rewrites what lies between ``<!-- results:begin -->`` and ``<!-- results:end -->`` with one
 subsection per experiment directory, built from its ``results.json`` by
 :func:`evl_lite.experiment.results_markdown`. A test regenerates the section from the
-committed results and compares, so the README cannot drift from them.
+committed results and compares, so the page cannot drift from them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def results_section(result_dirs: list[str | os.PathLike]) -> str:
 def replace_section(text: str, section: str) -> str:
     """``text`` with the part between the markers replaced by ``section`` (markers kept)."""
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ValueError(f"the README must hold one {BEGIN} ... {END} block")
+        raise ValueError(f"the page must hold one {BEGIN} ... {END} block")
     head, rest = text.split(BEGIN)
     _, tail = rest.split(END)
     return f"{head}{BEGIN}\n{section.strip()}\n{END}{tail}"

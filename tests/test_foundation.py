@@ -214,12 +214,12 @@ def test_the_wheel_carries_the_shipped_teachers(tmp_path):
         assert f"evl_lite/predict/weights/ptbxl-student/{file}" in names
 
 
-def test_the_readme_shows_the_shipped_cards():
-    """The README's teacher table is what ``python -m evl_lite foundation cards`` prints."""
+def test_the_teacher_page_shows_the_shipped_cards():
+    """docs/foundation_teacher.md's table is what ``python -m evl_lite foundation cards`` prints."""
     from evl_lite.foundation.hub import cards_markdown
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert cards_markdown() in readme, "README's teacher table is stale: paste `foundation cards`"
+    page = (Path(__file__).resolve().parents[1] / "docs" / "foundation_teacher.md").read_text()
+    assert cards_markdown() in page, "the teacher table is stale: paste `foundation cards`"
 
 
 def test_an_ensemble_averages_its_members_probabilities():

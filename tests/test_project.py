@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,39 @@ def test_pre_commit_runs_ruff_and_the_notebook_output_check():
     hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
     assert "ruff check" in hooks["ruff"]["entry"] and "jupyter" in hooks["ruff"]["types_or"]
     assert hooks["notebooks-without-outputs"]["entry"].endswith("evl_lite notebooks check")
+
+
+def _readme_commands() -> list[str]:
+    """Every command line in the README's bash blocks (continuations joined, comments dropped)."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    return [line.split(" #")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_every_command_the_readme_shows_exists():
+    from evl_lite.cli import build_parser
+
+    commands = _readme_commands()
+    assert commands[0] == "make run MODE=workshop", "the README's first command should run the course"
+    makefile = (ROOT / "Makefile").read_text()
+    checked = 0
+    for command in commands:
+        words = command.split()
+        if words[0] == "make":
+            assert re.search(rf"^{words[1]}:", makefile, flags=re.M), f"no make target for {command!r}"
+        elif words[:3] == ["python", "-m", "evl_lite"]:
+            try:
+                build_parser().parse_args(words[3:])
+            except SystemExit:
+                pytest.fail(f"the command line does not accept the README's {command!r}")
+        else:
+            continue
+        checked += 1
+    assert checked >= 6, commands
+
+
+def test_the_readme_stays_a_front_page():
+    readme = (ROOT / "README.md").read_text()
+    size = len(readme.encode())
+    assert size <= 8 * 1024, f"README.md is {size} bytes; move detail to docs/"
+    assert "../shared" not in readme and not re.search(r"\bissue \d", readme, flags=re.I)

@@ -1,4 +1,4 @@
-"""The README's results section is generated from the committed results and cannot drift from them."""
+"""docs/results.md's tables are generated from the committed results and cannot drift from them."""
 
 from __future__ import annotations
 
@@ -12,21 +12,22 @@ from evl_lite.experiment import results_markdown
 from evl_lite.results_report import BEGIN, END, replace_section, results_section, update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_PAGE = ROOT / "docs" / "results.md"
 
 
 def committed_result_dirs() -> list[Path]:
-    """The experiment directories the README's block names, in its order."""
-    block = (ROOT / "README.md").read_text().split(BEGIN)[1].split(END)[0]
+    """The experiment directories the results page's block names, in its order."""
+    block = RESULTS_PAGE.read_text().split(BEGIN)[1].split(END)[0]
     return [ROOT / d for d in re.findall(r"^### `([^`]+)`$", block, flags=re.M)]
 
 
 def test_readme_results_block_is_what_the_committed_results_generate():
     dirs = committed_result_dirs()
-    assert dirs, "the README's results block names no experiment directory"
-    text = (ROOT / "README.md").read_text()
+    assert dirs, "the results page's block names no experiment directory"
+    text = RESULTS_PAGE.read_text()
     regenerated = replace_section(text, results_section([d.relative_to(ROOT) for d in dirs]))
     assert regenerated == text, (
-        "README results differ from results/*.json: run `python -m evl_lite results ...`"
+        "docs/results.md differs from results/*.json: run `python -m evl_lite results docs/results.md ...`"
     )
 
 

@@ -116,11 +116,11 @@ def test_a_teacher_made_with_another_recipe_is_refused_naming_what_differs(tmp_p
 def test_readme_quotes_the_committed_teacher_student_records(record):
     root = Path(__file__).resolve().parents[1]
     summary = json.loads((root / "results" / record / "teacher_student.json").read_text())
-    readme = (root / "README.md").read_text()
+    readme = (root / "docs" / "results.md").read_text()
     for model in ("teacher", "student"):
         stats = summary[f"{model}_test_macro_auc"]
         quoted = f"{stats['mean']:.3f} ± {stats['sd']:.3f} (" + ", ".join(f"{v:.3f}" for v in stats["values"])
-        assert quoted in readme, f"README does not quote {record}'s {model}: {quoted}"
+        assert quoted in readme, f"docs/results.md does not quote {record}'s {model}: {quoted}"
 
 
 def test_unlabelled_records_in_mv_are_preprocessed_like_the_benchmark(

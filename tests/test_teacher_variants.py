@@ -218,7 +218,7 @@ def test_the_best_teachers_rerun_repeats_it_and_its_interval_is_quoted():
     assert rerun["name"] == name and rerun["seed"] == first["seed"] == 0
     assert rerun["test_macro_auc"] == first["test_macro_auc"] and rerun["val_curve"] == first["val_curve"]
     low, high = rerun["test_macro_auc_ci95"]
-    for doc in ("README.md", "docs/teacher_search.md"):
+    for doc in ("docs/results.md", "docs/teacher_search.md"):
         assert f"{low:.3f}-{high:.3f}" in (root / doc).read_text(), f"{doc} does not quote the interval"
 
 
