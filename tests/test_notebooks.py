@@ -187,7 +187,10 @@ def test_07_trains_every_method_and_reads_the_comparison(smoke_run):
     for component, change in m["ablation_change_vs_evl"].items():
         assert change == pytest.approx(auc[f"evl-no-{component}"] - auc["evl"])
     assert m["methods_above_scratch"] == [k for k in auc if k != "scratch" and auc[k] > auc["scratch"]]
-    assert any(("beats" in line) or ("does not beat" in line) for line in m["reading"])
+    best = m["best_baseline"]
+    assert any(line.startswith(f"EVL minus the best baseline ({best}, chosen on validation): "
+                               f"{m['evl_minus_best_baseline']:+.3f}") for line in m["reading"]), m["reading"]
+    assert not any("beats" in line for line in m["reading"])  # a gap is read with its interval, not as a win
     # label efficiency: scratch, kd and evl at the few-label budget, then at every label (the runs above)
     rows = m["label_efficiency"]
     n_few = min(200, m["n_train"] // 2)
