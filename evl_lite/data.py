@@ -251,9 +251,14 @@ def canonical_lead_name(name: str) -> str | None:
     return LEAD_ALIASES.get(key)
 
 
+def _is_negated_avr(name: str) -> bool:
+    """Whether a signal is lead aVR recorded inverted, as '-aVR' (the Cabrera display)."""
+    return name.strip().upper().replace(" ", "") == "-AVR"
+
+
 def _standard_lead(name: str) -> str | None:
     """The standard lead a signal name records ('-aVR' counts as AVR); None for any other."""
-    if name.strip().upper().replace(" ", "") == "-AVR":
+    if _is_negated_avr(name):
         return "AVR"
     return None if name.strip().startswith("-") else canonical_lead_name(name)
 
@@ -442,7 +447,6 @@ def twelve_lead_layout(
     A missing lead or a unit other than mV, uV, V (or NU with ``allow_normalised``) is an
     ECGDataError naming ``source`` and the leads found (``shown_names``: as the file spells them).
     """
-    negated = [n.strip().upper().replace(" ", "") == "-AVR" for n in sig_name]
     channels: dict[str, int] = {}
     for i, name in enumerate(sig_name):
         lead = _standard_lead(name)
@@ -473,7 +477,7 @@ def twelve_lead_layout(
     return LeadLayout(
         channels=[channels[lead] for lead in LEADS],
         factors=np.asarray(factors),
-        negated=np.asarray([negated[channels[lead]] for lead in LEADS]),
+        negated=np.asarray([_is_negated_avr(sig_name[channels[lead]]) for lead in LEADS]),
         normalised=normalised,
     )
 

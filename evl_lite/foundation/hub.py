@@ -134,7 +134,7 @@ class ModelCard:
             f"| parameters | {f.get('parameters', 0):,} ({ratio:.1f}x the student's) |",
             f"| pretraining records | {f.get('pretraining_records', '?'):,} |",
             f"| fine-tuning records | {f.get('finetuning_records', '?'):,} |",
-            *(f"| {name} | {_metric_text(value)} |" for name, value in metrics.items()),
+            *(f"| {name} | {metric_text(value)} |" for name, value in metrics.items()),
             f"| wall time | {_wall_time_text(f, '.1f')} |",
             f"| machine | {f.get('provenance', {}).get('machine', '?')} |",
             f"| commit | {f.get('provenance', {}).get('commit', '?')} |",
@@ -160,10 +160,11 @@ class ModelCard:
         return "\n".join(lines)
 
 
-def _metric_text(value) -> str:
+def metric_text(value) -> str:
+    """A card metric ``{"value", "ci", "records", "what"}`` in words (teacher and student cards)."""
     if isinstance(value, dict) and "value" in value:
-        low, high = value.get("ci", (None, None))
-        interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None else ""
+        ci = value.get("ci")
+        interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
         records = value.get("records", "?")
         return f"{value['value']:.3f}{interval} on {records} records ({value.get('what', '')})"
     return str(value)

@@ -234,9 +234,9 @@ def _shown(path: Path) -> str:
 
 def _shipped_teacher_sha(name: str | None) -> dict:
     """The SHA-256 of the shipped teacher of that name, as its card gives it (nothing if there is none)."""
-    from evl_lite.foundation.hub import WEIGHTS_DIR, ModelCard
+    from evl_lite.foundation.hub import CARD_JSON, WEIGHTS_DIR, ModelCard
 
-    if not name or not (WEIGHTS_DIR / name / "card.json").is_file():
+    if not name or not (WEIGHTS_DIR / name / CARD_JSON).is_file():
         return {}
     return {"sha256": ModelCard.read(WEIGHTS_DIR / name).fields["sha256"]}
 

@@ -31,6 +31,7 @@ from torch import nn
 from evl_lite.atomic import replace_atomically
 from evl_lite.constants import LEADS, SUPERCLASSES
 from evl_lite.errors import ECGDataError
+from evl_lite.foundation.hub import CARD_JSON
 from evl_lite.predict.student_hub import (
     DEFAULT_STUDENT,
     check_input_spec,
@@ -143,7 +144,7 @@ def load_predictor(
     if text.lower().endswith(".onnx"):
         return onnx_predictor(Path(text).expanduser(), threads)
     directory = student_directory(text)  # a shipped name, else a directory (an error otherwise)
-    if (directory / "card.json").is_file():
+    if (directory / CARD_JSON).is_file():
         student, card = load_student_card(directory)
         return torch_predictor(student, card.fields, text)
     config = directory / "config.json"

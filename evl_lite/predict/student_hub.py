@@ -25,7 +25,15 @@ from typing import ClassVar
 from evl_lite.atomic import replace_directory
 from evl_lite.constants import SUPERCLASSES
 from evl_lite.errors import ECGDataError
-from evl_lite.foundation.hub import CARD_JSON, WEIGHTS_FILE, ModelCard, sha256_file, shipped_directory
+from evl_lite.foundation.hub import (
+    CARD_JSON,
+    WEIGHTS_FILE,
+    ModelCard,
+    metric_text,
+    sha256_file,
+    shipped_directory,
+    shipped_names,
+)
 from evl_lite.student import ECGStudentCNN, StudentConfig
 
 STUDENT_WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -35,9 +43,7 @@ MADE_BY = "`python -m evl_lite student ship`"
 
 def shipped_students() -> list[str]:
     """Names of the students shipped inside the package."""
-    if not STUDENT_WEIGHTS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in STUDENT_WEIGHTS_DIR.iterdir() if (p / CARD_JSON).is_file())
+    return shipped_names(STUDENT_WEIGHTS_DIR)
 
 
 def model_input_spec() -> dict:
@@ -100,7 +106,7 @@ class StudentCard(ModelCard):
             f"| seed | {f.get('seed')} (chosen by validation macro-AUC) |",
             f"| teacher | `{teacher.get('name')}` |",
             f"| parameters | {f.get('parameters', 0):,} |",
-            *(f"| {name} | {_metric_text(value)} |" for name, value in metrics.items()),
+            *(f"| {name} | {metric_text(value)} |" for name, value in metrics.items()),
             "| thresholds (tuned for F1 on validation) | "
             + ", ".join(f"{k} {v:.3f}" for k, v in f.get("thresholds", {}).items()) + " |",
             f"| experiment commit | {f.get('experiment', {}).get('commit', '?')} |",
@@ -127,15 +133,6 @@ class StudentCard(ModelCard):
 
 def _as_list(value):
     return list(value) if isinstance(value, tuple | list) else value
-
-
-def _metric_text(value) -> str:
-    if isinstance(value, dict) and "value" in value:
-        ci = value.get("ci")
-        interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else ""
-        records, what = value.get("records", "?"), value.get("what", "")
-        return f"{value['value']:.3f}{interval} on {records} records ({what})"
-    return str(value)
 
 
 def student_directory(name_or_dir: str | os.PathLike) -> Path:
