@@ -101,11 +101,20 @@ def _labelled_arg(text: str) -> list[int | str]:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from evl_lite.experiment import run_experiment
+    if args.folds == "rotate":
+        from evl_lite.rotation import run_rotation
 
-    results = run_experiment(args.data, args.path, args.methods, args.seeds, args.out, args.unlabelled,
-                             args.smoke, args.teacher, progress=not args.quiet, labelled=args.labelled,
-                             transfer_dir=args.transfer)
+        if args.labelled != ["all"] or args.transfer or args.unlabelled:
+            raise ECGDataError(None, "--folds rotate trains every method with every label of its training "
+                               "folds; --labelled, --transfer and --unlabelled are for the single split")
+        results = run_rotation(args.data, args.path, args.methods, args.seeds, args.out, args.smoke,
+                               backbone=args.teacher, progress=not args.quiet)
+    else:
+        from evl_lite.experiment import run_experiment
+
+        results = run_experiment(args.data, args.path, args.methods, args.seeds, args.out, args.unlabelled,
+                                 args.smoke, args.teacher, progress=not args.quiet, labelled=args.labelled,
+                                 transfer_dir=args.transfer)
     from evl_lite.training import process_state
 
     if process_state().is_main_process:
@@ -395,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(stratified, per seed); the rest join the transfer set (default: all)")
     p.add_argument("--transfer", default=None,
                    help="unlabelled records (PTB-XL layout, NU or mV) that only the distillation losses read")
+    p.add_argument("--folds", choices=["benchmark", "rotate"], default="benchmark",
+                   help="benchmark: train folds 1-8, validate on 9, test on 10; rotate: every fold tested "
+                   "once (validation the next), a teacher per rotation fine-tuned from --teacher's pretrained "
+                   "backbone (default ptbxl), out-of-fold predictions pooled")
     p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_experiment)

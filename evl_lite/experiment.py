@@ -99,10 +99,12 @@ def run_directory(out: Path, budget: int | str, method: str, seed: int) -> Path:
 
 
 def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, state, budget=None,
-             n_steps_like: int | None = None) -> dict:
+             n_steps_like: int | None = None, keep_scores: bool = False) -> dict:
     """Train and evaluate one student, or load its stored result; ``budget``: its label budget's record.
 
     ``n_steps_like``: train for as many steps as on that many records (:func:`matched_epochs`).
+    ``keep_scores``: also store the test probabilities and record ids (a rotation pools them).
+    A stored run is refused when its teacher, its labelled records or its folds differ.
     """
     budget = budget or {}
     result_file = run_dir / "result.json"
@@ -119,6 +121,15 @@ def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, st
             raise ECGDataError(
                 result_file,
                 f"this {method} student had the labels of other records than its budget selects now; "
+                f"delete {run_dir} to re-run it",
+            )
+        changed = [k for k in ("test_fold", "val_fold") if k in budget and stored.get(k) != budget[k]]
+        if keep_scores and stored.get("test_ecg_ids") != data.test.ecg_ids.tolist():
+            changed.append("test records")
+        if changed:
+            raise ECGDataError(
+                result_file,
+                f"this {method} student was trained and tested on other folds ({', '.join(changed)} differ); "
                 f"delete {run_dir} to re-run it",
             )
         return {**budget, **stored, "resumed": True}  # a run stored before budgets: budget "all"
@@ -152,6 +163,8 @@ def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, st
         "train_records": len(data.train),  # labelled and transfer records the student trained on
         **budget,
     }
+    if keep_scores:
+        result |= {"test_ecg_ids": data.test.ecg_ids.tolist(), "test_scores": test_scores.tolist()}
     if state.is_main_process:
         write_json_atomic(result_file, result)
     state.wait_for_everyone()

@@ -104,6 +104,9 @@ class ModelOutput:
     # Teacher only, on request: one [B, heads, 1 + N, 1 + N] map per layer; index 0 is the
     # CLS token, index 1 + i is tokens[:, i]. None otherwise.
     attentions: tuple[Tensor, ...] | None = None
+    # Student only: the output of each stage of the CNN, [B, C_k, T_k] per stage (the last one is
+    # ``tokens`` transposed), for baselines that distil from intermediate features (OFA-KD). None otherwise.
+    stages: tuple[Tensor, ...] | None = None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -382,7 +382,8 @@ def distill_student(
         if teacher is None:
             raise ValueError(f"method {method!r} needs a teacher (a TeacherCache or the model)")
         d_teacher = teacher.tokens.shape[-1] if isinstance(teacher, TeacherCache) else teacher.config.d_model
-        losses, weights = method_losses(method, student_config.stage_channels[-1], d_teacher, distill_config)
+        losses, weights = method_losses(method, student_config.stage_channels[-1], d_teacher, distill_config,
+                                        student_config.stage_channels)
         objective = Distillation(losses, weights)
     result = train(student, data.train, data.val, config, objective=objective, teacher=teacher,
                    out_dir=out_dir, resume=resume)

@@ -173,7 +173,11 @@ class ECGStudentCNN(nn.Module):
     def forward(self, x: Tensor) -> ModelOutput:
         """x [B, 12, T] -> logits [B, 5], tokens [B, N_s, d_s], pooled [B, d_s] (global average)."""
         check_ecg_batch(x, self.config.n_leads, type(self).__name__)
-        h = self.blocks(self.stem(x))  # [B, d_s, N_s]
+        h = self.stem(x)
+        stages = []
+        for block in self.blocks:
+            h = block(h)
+            stages.append(h)  # [B, C_k, T_k]
         tokens = h.transpose(1, 2)  # [B, N_s, d_s]
         pooled = tokens.mean(dim=1)  # [B, d_s]
         size, jump, offset = self.receptive_field()
@@ -183,6 +187,7 @@ class ECGStudentCNN(nn.Module):
             tokens=tokens,
             pooled=pooled,
             token_layout=layout,
+            stages=tuple(stages),
         )
 
     # ------------------------------------------------------------ checkpoints

@@ -19,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evl_lite.distillation import (
+    CRD,
+    OFAKD,
     RKD,
     CrossAttentionAlignment,
     FitNet,
@@ -76,6 +78,7 @@ ALL_LOSSES = {
     "fitnet": lambda: FitNet(16, 32),
     "rkd": lambda: RKD(),
     "sp": lambda: SimilarityPreserving(),
+    "crd": lambda: CRD(16, 32, dim=8),
 }
 
 
@@ -355,7 +358,9 @@ def test_every_method_is_a_set_of_weighted_losses():
         }
     assert set(method_losses("kd+ot", 64, 128)[0]) == {"kd", "ot"}
     with pytest.raises(ValueError, match="unknown method"):
-        method_losses("crd", 64, 128)
+        method_losses("dkd", 64, 128)
+    assert set(method_losses("ofa", 64, 128)[0]) == {"ofa"}  # OFA-KD's loss takes logit KD's place
+    assert set(method_losses("crd", 64, 128)[0]) == {"kd", "crd"}
 
 
 def test_component_benchmark_reports_its_figures():
@@ -396,3 +401,97 @@ def test_relations_stay_precise_in_float32_far_from_the_origin():
     x32 = x64.float()
     assert torch.allclose(pairwise_distances(x32).double(), exact_d, rtol=1e-3, atol=1e-6)
     assert (angle_relation(x32).double() - exact_a).abs().max() < 1e-3
+
+
+# ----------------------------------------------------------------------------- OFA-KD and CRD
+
+
+def _ofa_by_hand(z_s, z_t, y, eps, tau, labelled=None):
+    """OFA's loss written out per element: two outcomes per class, the label's outcome enhanced."""
+    total, n = 0.0, 0
+    for b in range(z_s.shape[0]):
+        for c in range(z_s.shape[1]):
+            p_t = 1 / (1 + np.exp(-z_t[b, c] / tau))
+            p_s = 1 / (1 + np.exp(-z_s[b, c] / tau))
+            teacher, student = (p_t, 1 - p_t), (p_s, 1 - p_s)
+            target = 0 if y[b, c] == 1 else 1  # outcome 0 is "positive"
+            enhance = labelled is None or labelled[b]
+            for o in (0, 1):
+                if enhance:
+                    weight = (teacher[o] + 1) ** eps - 1 if o == target else teacher[o] ** eps
+                else:
+                    weight = teacher[o]
+                total -= weight * np.log(student[o])
+            n += 1
+    return total / n
+
+
+@pytest.mark.parametrize("eps,tau", [(1.0, 1.0), (1.5, 1.0), (2.0, 2.0)])
+def test_ofa_loss_matches_the_formula_on_fixed_tensors(eps, tau):
+    from evl_lite.distillation.ofa import ofa_loss
+
+    g = torch.Generator().manual_seed(3)
+    z_s, z_t = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g,
+                                                                                  dtype=torch.float64)
+    y = (torch.rand(4, 5, generator=g) > 0.5).double()
+    labelled = torch.tensor([True, False, True, True])
+    for mask in (None, labelled):
+        got = float(ofa_loss(z_s, z_t, y, eps, tau, mask))
+        want = _ofa_by_hand(z_s.numpy(), z_t.numpy(), y.numpy(), eps, tau,
+                            None if mask is None else mask.numpy())
+        assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_ofa_with_eps_one_is_the_cross_entropy_to_the_teacher():
+    from evl_lite.distillation.logit_kd import binary_kl_with_logits
+    from evl_lite.distillation.ofa import ofa_loss
+
+    g = torch.Generator().manual_seed(4)
+    z_s, z_t = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    y = (torch.rand(6, 5, generator=g) > 0.5).float()
+    p_t = torch.sigmoid(z_t)
+    entropy = -(p_t * p_t.log() + (1 - p_t) * (1 - p_t).log()).mean()
+    kl = binary_kl_with_logits(z_s, z_t, 1.0).mean()  # CE = KL + H(teacher)
+    assert float(ofa_loss(z_s, z_t, y, 1.0)) == pytest.approx(float(kl + entropy), rel=1e-5)
+    # eps > 1 weights the labelled outcome more where the teacher agrees with the label
+    confident = torch.full((1, 5), 4.0)
+    assert float(ofa_loss(torch.zeros(1, 5), confident, torch.ones(1, 5), 1.5)) > float(
+        ofa_loss(torch.zeros(1, 5), confident, torch.ones(1, 5), 1.0))
+
+
+def test_ofa_kd_trains_a_branch_per_stage_and_never_the_teacher():
+    teacher = ECGTransformer(ECGTransformerConfig(d_model=32, n_layers=1, n_heads=2, ffn=64, patch_len=50))
+    student = ECGStudentCNN(StudentConfig())
+    x = torch.randn(4, 12, T)
+    so, to = student(x), teacher(x)
+    assert len(so.stages) == len(StudentConfig().stage_channels)
+    loss_fn = OFAKD(StudentConfig().stage_channels, 5)
+    assert len(loss_fn.branches) == len(StudentConfig().stage_channels) - 1
+    batch = {"y": torch.tensor([[1, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [1, 0, 0, 0, 1]]),
+             "labelled": torch.tensor([True, True, False, True])}
+    loss, extras = loss_fn(so, to, batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert all(p.grad is not None for p in loss_fn.parameters())
+    assert student.stem[0].weight.grad is not None and all(p.grad is None for p in teacher.parameters())
+    assert len(extras["branch_logits"]) == len(loss_fn.branches)
+    with pytest.raises(ValueError, match="labels"):
+        loss_fn(student(x), to, {})
+
+
+def test_crd_matches_the_formula_and_prefers_matching_pairs():
+    from evl_lite.distillation.crd import crd_loss
+
+    g = torch.Generator().manual_seed(5)
+    s = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=1)
+    t = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=1)
+    tau = 0.1
+    sim = (s @ t.T / tau).numpy()
+
+    def ce_rows(m):  # -mean_i log softmax_j m_ij at j = i
+        return float(np.mean([-(m[i, i] - np.log(np.exp(m[i]).sum())) for i in range(len(m))]))
+
+    want = 0.5 * (ce_rows(sim) + ce_rows(sim.T))
+    assert float(crd_loss(s, t, tau)) == pytest.approx(want, rel=1e-5)
+    # the student that is its own teacher scores better than a shuffled one
+    assert float(crd_loss(t, t, tau)) < float(crd_loss(t[torch.tensor([1, 2, 3, 4, 0])], t, tau))

@@ -13,9 +13,12 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from evl_lite.constants import SUPERCLASSES
+from evl_lite.distillation.crd import CRD
 from evl_lite.distillation.cross_attention import CrossAttentionAlignment
 from evl_lite.distillation.fitnet import FitNet
 from evl_lite.distillation.logit_kd import LogitKD
+from evl_lite.distillation.ofa import OFAKD
 from evl_lite.distillation.optimal_transport import OTFeatureMatching
 from evl_lite.distillation.relation import GeometricRelationMatching
 from evl_lite.distillation.rkd import RKD
@@ -48,16 +51,30 @@ class DistillConfig:
     fitnet_weight: float = 1.0
     rkd_weight: float = 1.0
     sp_weight: float = 1.0
+    ofa_weight: float = 1.0  # OFA-KD replaces logit KD (its loss includes the final logits)
+    ofa_eps: float = 1.5  # target enhancement exponent (OFA-KD's value for CNN students)
+    ofa_temperature: float = 1.0
+    crd_weight: float = 0.8  # CRD's beta, added to logit KD as in its paper's best variant
+    crd_temperature: float = 0.07
+    crd_dim: int = 128
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def method_losses(
-    method: str, d_student: int, d_teacher: int, config: DistillConfig | None = None
+    method: str, d_student: int, d_teacher: int, config: DistillConfig | None = None,
+    stage_channels: tuple[int, ...] | None = None,
 ) -> tuple[dict[str, nn.Module], dict[str, float]]:
-    """The losses and weights of ``method`` (one of ``METHODS``); empty for ``scratch``."""
+    """The losses and weights of ``method`` (one of ``METHODS``); empty for ``scratch``.
+
+    ``stage_channels``: the student's stages (OFA-KD's branches; default ``StudentConfig``'s).
+    """
     c = config or DistillConfig()
+    if stage_channels is None:
+        from evl_lite.student import StudentConfig
+
+        stage_channels = StudentConfig().stage_channels
     factories = {
         "kd": (lambda: LogitKD(c.temperature), c.kd_weight),
         "cross_attention": (
@@ -69,13 +86,17 @@ def method_losses(
         "fitnet": (lambda: FitNet(d_student, d_teacher), c.fitnet_weight),
         "rkd": (lambda: RKD(), c.rkd_weight),
         "sp": (lambda: SimilarityPreserving(), c.sp_weight),
+        "ofa": (lambda: OFAKD(stage_channels, len(SUPERCLASSES), c.ofa_eps, c.ofa_temperature), c.ofa_weight),
+        "crd": (lambda: CRD(d_student, d_teacher, c.crd_dim, c.crd_temperature), c.crd_weight),
     }
     if method == "scratch":
         names: tuple[str, ...] = ()
     elif method == "kd":
         names = ("kd",)
-    elif method in ("fitnet", "rkd", "sp"):
+    elif method in ("fitnet", "rkd", "sp", "crd"):
         names = ("kd", method)  # each feature/relation baseline is added to logit KD, as is EVL's
+    elif method == "ofa":
+        names = ("ofa",)  # OFA-KD's loss on the final logits takes logit KD's place
     elif method == "evl":
         names = ("kd", *EVL_COMPONENTS)
     elif method in SINGLE_COMPONENT:

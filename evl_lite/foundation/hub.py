@@ -27,6 +27,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 CARD_JSON = "card.json"
 CARD_MARKDOWN = "README.md"
 WEIGHTS_FILE = "model.safetensors"
+BACKBONE_FILE = "backbone.safetensors"  # the weights after pretraining, before fine-tuning
 CONFIG_FILE = "config.json"
 
 
@@ -243,3 +244,30 @@ def load_teacher(name_or_dir: str | os.PathLike = "synthetic") -> ECGTransformer
     teacher = ECGTransformer.from_pretrained(card.directory)
     teacher.card = card
     return teacher.eval().requires_grad_(False)
+
+
+def load_backbone(name_or_dir: str | os.PathLike = "ptbxl") -> ECGTransformer:
+    """A teacher's pretrained backbone, to fine-tune: the weights after masked-patch pretraining.
+
+    The card's ``backbone`` field names the file and its SHA-256 (``foundation train`` keeps it);
+    the config is the teacher's. The model is returned trainable, in training mode. A missing
+    field or file, or a hash mismatch, is an :class:`ECGDataError` naming the file.
+    """
+    card = ModelCard.read(teacher_directory(name_or_dir))
+    card.verify()
+    entry = card.fields.get("backbone")
+    if not entry:
+        raise ECGDataError(card.directory / CARD_JSON, "names no pretrained backbone (field 'backbone'): "
+                           "remake the teacher with `python -m evl_lite foundation train`, which keeps it")
+    path = card.directory / entry["file"]
+    if not path.is_file():
+        raise ECGDataError(path, f"missing: the model card {card.directory / CARD_JSON} names it")
+    if (digest := sha256_file(path)) != entry["sha256"]:
+        raise ECGDataError(path, f"SHA-256 {digest[:12]}... does not match the model card's "
+                           f"{entry['sha256'][:12]}...: the backbone was changed or damaged")
+    from safetensors.torch import load_file
+
+    model = ECGTransformer.from_pretrained(card.directory)
+    model.load_state_dict(load_file(path))
+    model.card = card
+    return model.train().requires_grad_(True)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from evl_lite.atomic import replace_directory
 from evl_lite.data import load_ptbxl
@@ -40,6 +41,7 @@ from evl_lite.foundation.corpus import (
 )
 from evl_lite.foundation.hub import (
     CARD_JSON,
+    BACKBONE_FILE,
     CARD_MARKDOWN,
     CONFIG_FILE,
     WEIGHTS_DIR,
@@ -148,6 +150,7 @@ def train_foundation(
     t = time.perf_counter()
     pre_history = pretrain(teacher, x_pretrain, recipe.pretrain, out_dir=work / "pretraining", resume=True)
     stage_seconds["pretraining"] = time.perf_counter() - t
+    backbone = {k: v.detach().clone() for k, v in teacher.state_dict().items()}  # shipped beside the teacher
     t = time.perf_counter()
     for unused in (teacher.mask_token, *teacher.reconstruction_head.parameters()):  # pretraining's only:
         unused.requires_grad_(False)  # frozen, so data-parallel fine-tuning expects no gradient for them
@@ -201,9 +204,17 @@ def train_foundation(
     if state.is_main_process:
         teacher.save_pretrained(out)
         fields["sha256"] = sha256_file(out / WEIGHTS_FILE)
+        save_file(backbone, out / BACKBONE_FILE, metadata={"format": "pt"})
+        fields["backbone"] = backbone_field(sha256_file(out / BACKBONE_FILE))
         card.write()
     state.wait_for_everyone()
     return card
+
+
+def backbone_field(sha256: str) -> dict:
+    """The card's ``backbone`` entry: the weights after pretraining (a rotation fine-tunes them per fold)."""
+    return {"file": BACKBONE_FILE, "sha256": sha256,
+            "what": "the weights after masked-patch pretraining, before supervised fine-tuning"}
 
 
 def ship(teacher_dir: str | os.PathLike, name: str) -> Path:
@@ -219,6 +230,8 @@ def ship(teacher_dir: str | os.PathLike, name: str) -> Path:
     tmp.mkdir(parents=True)
     for file in (CONFIG_FILE, WEIGHTS_FILE, CARD_JSON, CARD_MARKDOWN):
         shutil.copy2(card.directory / file, tmp / file)
+    if backbone := card.fields.get("backbone"):
+        shutil.copy2(card.directory / backbone["file"], tmp / backbone["file"])
     shipped = ModelCard.read(tmp)
     shipped.fields["name"] = name
     shipped.write()
