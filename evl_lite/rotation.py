@@ -38,7 +38,7 @@ from evl_lite.dataset import ECGSplit
 from evl_lite.distillation.evl import DistillConfig
 from evl_lite.errors import ECGDataError
 from evl_lite.evaluation import macro_auc, over_seeds
-from evl_lite.method_names import ABLATIONS, BASELINES, parse_methods
+from evl_lite.method_names import BASELINES, parse_methods
 from evl_lite.recipes import (
     MODEL_NORMALISATION,
     BenchmarkData,

@@ -40,8 +40,8 @@ from evl_lite.foundation.corpus import (
     evaluation_split,
 )
 from evl_lite.foundation.hub import (
-    CARD_JSON,
     BACKBONE_FILE,
+    CARD_JSON,
     CARD_MARKDOWN,
     CONFIG_FILE,
     WEIGHTS_DIR,
