@@ -65,15 +65,16 @@ def all_records(source: str, data_dir: str | os.PathLike | None, smoke: bool = F
                 ) -> tuple[ECGSplit, np.ndarray, Path]:
     """Every labelled record of the data set, prepared for the models, and its fold [N]."""
     root = benchmark_root(source, data_dir, smoke)
+    database = load_ptbxl(root).database
+    present = sorted({int(f) for f in database["strat_fold"].dropna()})
+    if present != list(FOLDS):
+        raise ECGDataError(root / "ptbxl_database.csv",
+                           f"--folds rotate needs the ten strat_fold folds 1-10; this data set has {present}")
     splits = cached_splits(root, model_preprocessing(), MODEL_NORMALISATION, default_data_root() / "cache",
                            progress=False)
     parts = [splits[name] for name in ("train", "val", "test")]
     ids = np.concatenate([p.ecg_ids for p in parts])
-    folds = load_ptbxl(root).database.loc[ids, "strat_fold"].to_numpy()
-    present = sorted({int(f) for f in folds if f == f})
-    if present != list(FOLDS):
-        raise ECGDataError(root / "ptbxl_database.csv",
-                           f"--folds rotate needs the ten strat_fold folds 1-10; this data set has {present}")
+    folds = database.loc[ids, "strat_fold"].to_numpy()
     merged = ECGSplit(name="all", x=np.concatenate([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
                       ecg_ids=ids, fs=parts[0].fs, classes=parts[0].classes)
     return merged, folds.astype(int), root
