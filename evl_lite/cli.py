@@ -22,14 +22,14 @@ def _print_json(obj: object) -> None:
 
 
 def _data_summary(args: argparse.Namespace) -> int:
-    from evl_lite.data import summary
+    from evl_lite.data.ptbxl import summary
 
     _print_json(summary(args.path))
     return 0
 
 
 def _data_synth(args: argparse.Namespace) -> int:
-    from evl_lite.synthetic import generate_dataset
+    from evl_lite.data.synthetic import generate_dataset
 
     out = generate_dataset(args.out, n_records=args.records, seed=args.seed, write_hr=args.hr, progress=True)
     _print_json({"out": str(out), "records": args.records, "seed": args.seed})
@@ -37,7 +37,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 
 def _data_download(args: argparse.Namespace) -> int:
-    from evl_lite.download import PTBXL_URL, download_ptbxl
+    from evl_lite.data.download import PTBXL_URL, download_ptbxl
 
     dest = download_ptbxl(args.dest, base_url=args.base_url or PTBXL_URL, include=args.include or None)
     _print_json({"dest": str(dest)})
@@ -45,7 +45,7 @@ def _data_download(args: argparse.Namespace) -> int:
 
 
 def _data_check(args: argparse.Namespace) -> int:
-    from evl_lite.data_check import check_dataset
+    from evl_lite.data.check import check_dataset
 
     problems = check_dataset(args.path, progress=not args.quiet, unlabelled=args.unlabelled)
     for problem in problems:
@@ -55,35 +55,35 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _bench_synth(args: argparse.Namespace) -> int:
-    from evl_lite.synthetic import benchmark_generation
+    from evl_lite.data.synthetic import benchmark_generation
 
     _print_json(benchmark_generation(n_records=args.records, seed=args.seed))
     return 0
 
 
 def _bench_models(args: argparse.Namespace) -> int:
-    from evl_lite.benchmarks import bench_models
+    from evl_lite.experiments.benchmarks import bench_models
 
     _print_json(bench_models(length=args.length, repeats=args.repeats))
     return 0
 
 
 def _bench_distill(args: argparse.Namespace) -> int:
-    from evl_lite.benchmarks import bench_distillation_epoch
+    from evl_lite.experiments.benchmarks import bench_distillation_epoch
 
     _print_json(bench_distillation_epoch(n_train=args.records))
     return 0
 
 
 def _bench_components(args: argparse.Namespace) -> int:
-    from evl_lite.benchmarks import bench_components
+    from evl_lite.experiments.benchmarks import bench_components
 
     _print_json(bench_components(batch_size=args.batch_size, repeats=args.repeats))
     return 0
 
 
 def _methods_arg(text: str) -> list[str]:
-    from evl_lite.method_names import parse_methods
+    from evl_lite.distillation.names import parse_methods
 
     try:
         return parse_methods(text)
@@ -92,7 +92,7 @@ def _methods_arg(text: str) -> list[str]:
 
 
 def _labelled_arg(text: str) -> list[int | str]:
-    from evl_lite.label_budget import parse_budgets
+    from evl_lite.data.label_budget import parse_budgets
 
     try:
         return parse_budgets(text)
@@ -102,7 +102,7 @@ def _labelled_arg(text: str) -> list[int | str]:
 
 def _experiment(args: argparse.Namespace) -> int:
     if args.folds == "rotate":
-        from evl_lite.rotation import run_rotation
+        from evl_lite.experiments.rotation import run_rotation
 
         if args.labelled != ["all"] or args.transfer or args.unlabelled:
             raise ECGDataError(None, "--folds rotate trains every method with every label of its training "
@@ -110,12 +110,12 @@ def _experiment(args: argparse.Namespace) -> int:
         results = run_rotation(args.data, args.path, args.methods, args.seeds, args.out, args.smoke,
                                backbone=args.teacher, progress=not args.quiet)
     else:
-        from evl_lite.experiment import run_experiment
+        from evl_lite.experiments.single_split import run_experiment
 
         results = run_experiment(args.data, args.path, args.methods, args.seeds, args.out, args.unlabelled,
                                  args.smoke, args.teacher, progress=not args.quiet, labelled=args.labelled,
                                  transfer_dir=args.transfer)
-    from evl_lite.training import process_state
+    from evl_lite.training.loop import process_state
 
     if process_state().is_main_process:
         print(Path(args.out) / "results.md")
@@ -124,7 +124,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from evl_lite.results_report import update_readme
+    from evl_lite.experiments.results_page import update_readme
 
     changed = update_readme(args.readme, args.dirs)
     print(f"{args.readme}: results section {'updated' if changed else 'already up to date'}")
@@ -132,11 +132,11 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _notebooks(args: argparse.Namespace) -> int:
-    from evl_lite.notebook_hygiene import check_notebooks, strip_notebooks
+    from evl_lite.course.hygiene import check_notebooks, strip_notebooks
 
     if args.action == "colab":
-        from evl_lite.colab import update_colab_links
-        from evl_lite.notebook_runner import list_notebooks, notebook_dir
+        from evl_lite.course.colab import update_colab_links
+        from evl_lite.course.runner import list_notebooks, notebook_dir
 
         notebooks = [Path(p) for p in args.paths] if args.paths else list_notebooks()
         readme = None if args.paths else notebook_dir().parent / "README.md"  # only for the whole course
@@ -154,13 +154,13 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 
 def _exercises(args: argparse.Namespace) -> int:
-    from evl_lite.exercises import exercises_command
+    from evl_lite.course.exercises import exercises_command
 
     return exercises_command(args)
 
 
 def _bench_teacher_step(args: argparse.Namespace) -> int:
-    from evl_lite.benchmarks import bench_teacher_step
+    from evl_lite.experiments.benchmarks import bench_teacher_step
 
     try:
         against = json.loads(args.against)
@@ -176,29 +176,29 @@ def _bench_teacher_step(args: argparse.Namespace) -> int:
 
 
 def _bench_splits(args: argparse.Namespace) -> int:
-    from evl_lite.benchmarks import bench_splits
+    from evl_lite.experiments.benchmarks import bench_splits
 
     _print_json(bench_splits(args.data, args.path, repeats=args.repeats))
     return 0
 
 
 def _bench_deployment(args: argparse.Namespace) -> int:
-    from evl_lite.benchmarks import bench_edge
+    from evl_lite.experiments.benchmarks import bench_edge
 
     _print_json(bench_edge(args.experiment, args.method, args.seed, args.repeats))
     return 0
 
 
 def _bench_predict(args: argparse.Namespace) -> int:
-    from evl_lite.benchmarks import bench_predict
+    from evl_lite.experiments.benchmarks import bench_predict
 
     _print_json(bench_predict(args.path, records=args.records, threads=args.threads))
     return 0
 
 
 def _teacher_variants(args: argparse.Namespace) -> int:
-    from evl_lite.recipes import load_benchmark_data, unlabelled_records
-    from evl_lite.teacher_variants import parse_variant, run_variants, variants_markdown
+    from evl_lite.data.benchmark import load_benchmark_data, unlabelled_records
+    from evl_lite.experiments.teacher_variants import parse_variant, run_variants, variants_markdown
 
     try:
         variants = [parse_variant(v) for v in args.variants]
@@ -230,7 +230,7 @@ def _teacher_variants(args: argparse.Namespace) -> int:
 
 
 def _teacher_student(args: argparse.Namespace) -> int:
-    from evl_lite.teacher_student import run_teacher_student
+    from evl_lite.experiments.teacher_student import run_teacher_student
 
     summary = run_teacher_student(args.data, args.path, args.seeds, args.out, args.unlabelled, args.smoke)
     _print_json(
@@ -289,7 +289,7 @@ def _foundation_ship(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from evl_lite.notebook_runner import run_collection
+    from evl_lite.course.runner import run_collection
 
     summary = run_collection(
         mode=args.mode,
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
     p.add_argument("--unlabelled", default=None,
                    help="unlabelled records for a workshop teacher's pretraining (with --teacher DIR)")
-    from evl_lite.method_names import DEFAULT_METHODS, METHODS
+    from evl_lite.distillation.names import DEFAULT_METHODS, METHODS
 
     p.add_argument("--methods", type=_methods_arg, default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from {', '.join(METHODS)} (default: %(default)s)")
@@ -415,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "notebooks",
         help="check or strip notebook outputs (they are committed clean); colab: bring badges and "
-        "setup cells in step with evl_lite.colab.REPOSITORY",
+        "setup cells in step with evl_lite.course.colab.REPOSITORY",
     )
     p.add_argument("action", choices=["check", "strip", "colab"])
     p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/*.ipynb)")

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from evl_lite import attention_explorer as ae
 from evl_lite.constants import LEADS
 from evl_lite.distillation import CrossAttentionAlignment
-from evl_lite.model_output import TokenLayout
-from evl_lite.student import ECGStudentCNN
+from evl_lite.explorers import attention as ae
+from evl_lite.models.output import TokenLayout
+from evl_lite.models.student import ECGStudentCNN
 
 FS = 100.0
 T = 250

@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from evl_lite import colab
-from evl_lite.notebook_runner import list_notebooks
+from evl_lite.course import colab
+from evl_lite.course.runner import list_notebooks
 
 
 def run_setup_cell(modules: dict) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ import pytest
 from conftest import ecg_like, make_layout, write_record
 
 from evl_lite.constants import LEADS
-from evl_lite.data import load_ptbxl, load_signals, read_record, summary
+from evl_lite.data.ptbxl import load_ptbxl, load_signals, read_record, summary
 from evl_lite.errors import ECGDataError
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import ecg_like, make_layout, write_record
 
 from evl_lite.constants import LEADS
-from evl_lite.data_check import check_dataset, lead_problems
+from evl_lite.data.check import check_dataset, lead_problems
 
 GOOD = "{'NORM': 100.0, 'SR': 0.0}"
 

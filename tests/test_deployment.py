@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from evl_lite.deployment import (
+from evl_lite.errors import ECGDataError
+from evl_lite.evaluation.deployment import (
     LogitsGraph,
     TeacherLogitsGraph,
     bench_deployment,
@@ -28,11 +29,10 @@ from evl_lite.deployment import (
     runtime_latency_pair,
     windowed_probabilities,
 )
-from evl_lite.efficiency import count_parameters
-from evl_lite.errors import ECGDataError
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
-from evl_lite.training import predict
+from evl_lite.evaluation.efficiency import count_parameters
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.training.loop import predict
 
 SMALL = StudentConfig(stem_channels=8, stage_channels=(8, 16), stage_strides=(1, 2), stage_dilations=(1, 1))
 

@@ -39,9 +39,9 @@ from evl_lite.distillation.relation import (
 )
 from evl_lite.distillation.similarity_preserving import similarity_preserving_loss
 from evl_lite.distillation.time_bins import bin_tokens, common_bins, time_bin_weights
-from evl_lite.model_output import ModelOutput, TokenLayout
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.models.output import ModelOutput, TokenLayout
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.teacher import ECGTransformer, ECGTransformerConfig
 
 T = 250
 TEACHER_LAYOUT = TokenLayout.lead_patches(12, T, 50, 100.0)  # N_t = 60
@@ -364,7 +364,7 @@ def test_every_method_is_a_set_of_weighted_losses():
 
 
 def test_component_benchmark_reports_its_figures():
-    from evl_lite.benchmarks import bench_components
+    from evl_lite.experiments.benchmarks import bench_components
 
     result = bench_components(batch_size=4, repeats=1)
     assert result["student_tokens"][0] != result["teacher_tokens"][0]

@@ -1,4 +1,4 @@
-"""Tests of evl_lite.download against a local HTTP server that speaks Range requests."""
+"""Tests of evl_lite.data.download against a local HTTP server that speaks Range requests."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evl_lite.download import download_ptbxl, parse_sha256sums
+from evl_lite.data.download import download_ptbxl, parse_sha256sums
 from evl_lite.errors import ECGDataError
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "ptbxl-500"

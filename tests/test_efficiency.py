@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from evl_lite.efficiency import (
+from evl_lite.evaluation.efficiency import (
     count_flops,
     count_parameters,
     cpu_latency_ms,

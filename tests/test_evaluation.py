@@ -10,7 +10,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from evl_lite.constants import SUPERCLASSES
 from evl_lite.errors import ECGDataError
-from evl_lite.evaluation import (
+from evl_lite.evaluation.metrics import (
     UndefinedMetricError,
     bootstrap_ci,
     evaluate,

@@ -12,9 +12,7 @@ import pytest
 import torch
 
 from evl_lite.cli import build_parser
-from evl_lite.distillation.logit_kd import binary_kl_with_logits
-from evl_lite.distillation.optimal_transport import sinkhorn_plans
-from evl_lite.exercises import (
+from evl_lite.course.exercises import (
     CHECK_TAG,
     EXERCISE_TAG,
     SOLUTION_TAG,
@@ -23,8 +21,10 @@ from evl_lite.exercises import (
     make_learner_copy,
     write_learner_copies,
 )
-from evl_lite.interpretation import ece_per_class
-from evl_lite.notebook_runner import list_notebooks, run_notebook
+from evl_lite.course.runner import list_notebooks, run_notebook
+from evl_lite.distillation.logit_kd import binary_kl_with_logits
+from evl_lite.distillation.optimal_transport import sinkhorn_plans
+from evl_lite.evaluation.interpretation import ece_per_class
 
 NOTEBOOKS = list_notebooks()
 

@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 from conftest import STATEMENTS, accelerate_launch, ecg_like, requires_accelerate, write_record
 
-from evl_lite import recipes
 from evl_lite.cli import main
+from evl_lite.data.benchmark import load_benchmark_data
+from evl_lite.data.label_budget import labelled_subset
+from evl_lite.data.synthetic import generate_dataset
 from evl_lite.errors import ECGDataError
-from evl_lite.experiment import (
+from evl_lite.experiments.single_split import (
     paired_bootstrap,
     parse_methods,
     results_markdown,
@@ -25,9 +27,8 @@ from evl_lite.experiment import (
     scratch_comparisons,
     summarise,
 )
-from evl_lite.label_budget import labelled_subset
-from evl_lite.plots import label_efficiency_figure
-from evl_lite.synthetic import generate_dataset
+from evl_lite.explorers.ecg_plots import label_efficiency_figure
+from evl_lite.training import recipes
 
 METHODS = ["scratch", "kd", "evl", "evl-no-ot"]
 
@@ -185,7 +186,7 @@ def test_two_processes_give_the_single_process_results_within_tolerance(smoke_ex
 
 
 def test_edge_benchmark_of_the_experiments_student(smoke_experiment):
-    from evl_lite.benchmarks import bench_edge
+    from evl_lite.experiments.benchmarks import bench_edge
 
     out, results = smoke_experiment
     edge = bench_edge(str(out), "evl", 0, repeats=2)
@@ -232,7 +233,7 @@ def budget_experiment(tmp_path_factory):
         command = ["experiment", "--smoke", "--labelled", "all,20", "--transfer", str(transfer), "--seeds=2"]
         code = main([*command, "--methods", ",".join(BUDGET_METHODS), "--out", str(base / "out"), "--quiet"])
         assert code == 0
-        data = recipes.load_benchmark_data(smoke=True, progress=False)
+        data = load_benchmark_data(smoke=True, progress=False)
         students = [c for c in calls if c["objective"] != "NoneType"]  # not the teacher's fine-tuning
         yield base, json.loads((base / "out" / "results.json").read_text()), data, students
 

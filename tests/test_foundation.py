@@ -13,6 +13,7 @@ import torch
 from conftest import accelerate_launch, requires_accelerate
 
 from evl_lite.cli import main
+from evl_lite.data.synthetic import generate_dataset
 from evl_lite.errors import ECGDataError
 from evl_lite.foundation import load_teacher, shipped_teachers
 from evl_lite.foundation.corpus import (
@@ -23,10 +24,9 @@ from evl_lite.foundation.corpus import (
 )
 from evl_lite.foundation.ensemble import compare_ensemble, ensemble_probabilities
 from evl_lite.foundation.hub import WEIGHTS_DIR, ModelCard, sha256_file
-from evl_lite.model_output import count_parameters
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.synthetic import generate_dataset
-from evl_lite.teacher import ECGTransformer
+from evl_lite.models.output import count_parameters
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.teacher import ECGTransformer
 
 MAX_WEIGHTS_BYTES = 15 * 1024 * 1024
 MAX_SECONDS = 2 * 3600
@@ -60,7 +60,7 @@ def test_the_command_makes_a_teacher_that_loads_through_the_hub_path(smoke_teach
 
 
 def test_a_killed_run_resumes_to_the_same_teacher(smoke_teacher, tmp_path, monkeypatch):
-    import evl_lite.pretraining as pretraining
+    import evl_lite.training.pretraining as pretraining
 
     real_save = pretraining.save_checkpoint
 

@@ -10,8 +10,8 @@ from sklearn.metrics import average_precision_score
 from torch import nn
 
 from evl_lite.constants import LEADS, SUPERCLASSES
-from evl_lite.data import load_statements
-from evl_lite.interpretation import (
+from evl_lite.data.ptbxl import load_statements
+from evl_lite.evaluation.interpretation import (
     average_precision,
     best_window,
     clinician_summary,
@@ -30,7 +30,7 @@ from evl_lite.interpretation import (
     statements_for_superclass,
     time_spans,
 )
-from evl_lite.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
 
 LEAD_II = LEADS.index("II")
 

@@ -12,13 +12,13 @@ import torch
 from conftest import STATEMENTS, ecg_like, write_record
 from torch.nn import functional as F
 
-from evl_lite.dataset import ECGDataset, ECGSplit
+from evl_lite.data.dataset import ECGDataset, ECGSplit
+from evl_lite.data.label_budget import budget_splits, labelled_subset, parse_budgets, transfer_records
 from evl_lite.distillation.logit_kd import LogitKD
 from evl_lite.errors import ECGDataError
-from evl_lite.label_budget import budget_splits, labelled_subset, parse_budgets, transfer_records
-from evl_lite.model_output import ModelOutput
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.training import Distillation, Supervised, labelled_bce
+from evl_lite.models.output import ModelOutput
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.training.loop import Distillation, Supervised, labelled_bce
 
 
 def skewed_labels(n: int = 352, seed: int = 0) -> np.ndarray:

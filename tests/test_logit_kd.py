@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from evl_lite.distillation import LogitKD
-from evl_lite.model_output import ModelOutput, TokenLayout
+from evl_lite.models.output import ModelOutput, TokenLayout
 
 LAYOUT = TokenLayout.lead_patches(12, 250, 25, 100.0)
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from evl_lite import model_plots as mp
 from evl_lite.errors import ECGDataError
-from evl_lite.evaluation import macro_auc
-from evl_lite.model_output import TokenLayout
-from evl_lite.student import ECGStudentCNN
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.evaluation.metrics import macro_auc
+from evl_lite.explorers import model_plots as mp
+from evl_lite.models.output import TokenLayout
+from evl_lite.models.student import ECGStudentCNN
+from evl_lite.models.teacher import ECGTransformer, ECGTransformerConfig
 
 FS = 100.0
 

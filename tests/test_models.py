@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from evl_lite.errors import ECGDataError
-from evl_lite.model_output import ModelOutput, TokenLayout, count_parameters
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.teacher import (
+from evl_lite.models.output import ModelOutput, TokenLayout, count_parameters
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.teacher import (
     ECGTransformer,
     ECGTransformerConfig,
     StemResidualBlock,
@@ -513,9 +513,9 @@ def test_teacher_mean_pooling_is_the_mean_of_the_patch_tokens():
 
 
 def test_teacher_step_benchmark_pairs_the_recipe_with_its_override(capsys):
-    from evl_lite.benchmarks import bench_teacher_step
     from evl_lite.cli import main
-    from evl_lite.recipes import teacher_recipe
+    from evl_lite.experiments.benchmarks import bench_teacher_step
+    from evl_lite.training.recipes import teacher_recipe
 
     result = bench_teacher_step(batch_size=2, repeats=1)  # against the recipe without stem blocks
     recipe = ECGTransformer(teacher_recipe(smoke=False)[0])

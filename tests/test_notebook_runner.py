@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from evl_lite.notebook_runner import finished_notebooks, run_collection
+from evl_lite.course.runner import finished_notebooks, run_collection
 
 
 def write_notebook(path: Path, body: str) -> None:
@@ -32,7 +32,7 @@ def course(tmp_path):
     folder.mkdir()
     write_notebook(
         folder / "01_first.ipynb",
-        "import plotly.express as px\nfrom evl_lite.plots import setup_plotly\n"
+        "import plotly.express as px\nfrom evl_lite.explorers.ecg_plots import setup_plotly\n"
         "setup_plotly()\npx.line(y=[1, 2])",
     )
     write_notebook(folder / "02_second.ipynb", "raise RuntimeError('deliberate failure')")
@@ -102,7 +102,8 @@ def test_notebooks_check_and_strip(tmp_path):
 
 
 def test_modes_choose_the_recipe_scale(monkeypatch):
-    from evl_lite.recipes import current_scale, student_recipe, teacher_recipe
+    from evl_lite.data.benchmark import current_scale
+    from evl_lite.training.recipes import student_recipe, teacher_recipe
 
     monkeypatch.delenv("EVL_LITE_SCALE", raising=False)
     assert current_scale(True) == "smoke" and current_scale(False) == "workshop"
@@ -121,7 +122,7 @@ def test_the_full_mode_runs_the_notebooks_with_the_full_scale(tmp_path):
     folder.mkdir()
     write_notebook(
         folder / "01_scale.ipynb",
-        "from evl_lite.recipes import current_scale\n"
+        "from evl_lite.training.recipes import current_scale\n"
         "assert current_scale(SMOKE) == 'full', current_scale(SMOKE)",
     )
     summary = run_collection("full", out_dir=tmp_path / "run", directory=folder)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from evl_lite.constants import SUPERCLASSES
+from evl_lite.course.runner import list_notebooks
 from evl_lite.foundation.hub import WEIGHTS_DIR
-from evl_lite.notebook_runner import list_notebooks
 
 NOTEBOOKS = list_notebooks()
 REQUIRED_PARAMETERS = {"SMOKE", "DATA_SOURCE", "DATA_DIR", "SEED", "OUTPUT_DIR"}

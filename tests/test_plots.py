@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evl_lite import plots
 from evl_lite.constants import LEADS
 from evl_lite.errors import ECGDataError
+from evl_lite.explorers import ecg_plots as plots
 
 FS = 100.0
 

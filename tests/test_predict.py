@@ -15,7 +15,7 @@ from test_wfdb_files import write_cinc, write_ptb
 
 from evl_lite.cli import main
 from evl_lite.constants import LEADS, SUPERCLASSES
-from evl_lite.data import read_record
+from evl_lite.data.ptbxl import read_record
 from evl_lite.errors import ECGDataError
 from evl_lite.foundation.hub import WEIGHTS_DIR, sha256_file
 from evl_lite.predict.from_experiment import choose_run, read_results, ship_student
@@ -98,11 +98,11 @@ def test_a_ten_second_record_gets_the_validation_windows():
 
 def test_predict_scores_as_the_experiment_evaluates(records, shipped):
     """Read, band-pass, z-score, 7 windows, max: the numbers training.predict gives the student."""
+    from evl_lite.data.benchmark import model_preprocessing
+    from evl_lite.data.preprocessing import preprocess, standardise_record
     from evl_lite.predict.pipeline import predict_records
     from evl_lite.predict.records import resolve_path
-    from evl_lite.preprocessing import preprocess, standardise_record
-    from evl_lite.recipes import model_preprocessing
-    from evl_lite.training import predict as evaluate_predict
+    from evl_lite.training.loop import predict as evaluate_predict
 
     student, _ = load_student_card()
     x, fs = read_record(records["ptbxl_100hz"])
@@ -129,7 +129,7 @@ def test_a_directory_is_searched_and_ptbxl_twins_are_read_once(tmp_path, capsys)
 
 
 def test_normalised_records_need_the_flag_and_are_not_filtered_again(tmp_path, capsys, shipped):
-    from evl_lite.preprocessing import standardise_record
+    from evl_lite.data.preprocessing import standardise_record
 
     signal = standardise_record(ecg_like(100, seed=9).T).T
     write_record(tmp_path, "nu", signal, 100, units=["NU"] * 12)
@@ -194,7 +194,7 @@ def test_onnx_export_predicts_as_pytorch(records, tmp_path, capsys, shipped):
 def test_an_onnx_file_without_a_card_is_refused(tmp_path, records, shipped, capsys):
     import torch
 
-    from evl_lite.deployment import export_onnx
+    from evl_lite.evaluation.deployment import export_onnx
 
     plain = export_onnx(shipped.module, torch.zeros(2, 12, 250), tmp_path / "plain.onnx")
     assert main(["predict", str(records["ptbxl_100hz"]), "--model", str(plain)]) == 2
@@ -368,8 +368,8 @@ def test_the_package_data_ships_the_student():
 
 def test_the_shipped_student_on_real_fold_10_gives_its_card_auc(ptbxl500, shipped):
     """Reading the raw PTB-XL files one by one reproduces the experiment's test macro-AUC."""
-    from evl_lite.data import load_ptbxl
-    from evl_lite.evaluation import macro_auc
+    from evl_lite.data.ptbxl import load_ptbxl
+    from evl_lite.evaluation.metrics import macro_auc
     from evl_lite.predict.pipeline import predict_records
     from evl_lite.predict.records import RecordRef
 
@@ -383,7 +383,7 @@ def test_the_shipped_student_on_real_fold_10_gives_its_card_auc(ptbxl500, shippe
 
 @pytest.fixture(scope="module")
 def smoke_experiment(tmp_path_factory, one_thread) -> Path:
-    from evl_lite.experiment import run_experiment
+    from evl_lite.experiments.single_split import run_experiment
 
     out = tmp_path_factory.mktemp("experiment") / "out"
     run_experiment("synthetic", None, ["scratch", "kd"], 1, out, smoke=True, progress=False)

@@ -1,4 +1,4 @@
-"""Tests of evl_lite.preprocessing: filter responses, resampling, standardisation, R-peaks, SQI."""
+"""Tests of evl_lite.data.preprocessing: filter responses, resampling, standardisation, R-peaks, SQI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from evl_lite.constants import LEADS
-from evl_lite.preprocessing import (
+from evl_lite.data.preprocessing import (
     PreprocessConfig,
     Standardiser,
     average_beat,

@@ -1,4 +1,4 @@
-"""The foundation stage: masked-patch pretraining (``evl_lite.pretraining``)."""
+"""The foundation stage: masked-patch pretraining (``evl_lite.training.pretraining``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from evl_lite.pretraining import PretrainConfig, pretrain
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.models.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.training.pretraining import PretrainConfig, pretrain
 
 
 def silent_teacher() -> ECGTransformer:

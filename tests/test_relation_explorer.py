@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from evl_lite.model_output import ModelOutput, TokenLayout
-from evl_lite.relation_explorer import RelationExplorer, explorer_state, relation_figure, relation_matrix
+from evl_lite.explorers.relation import RelationExplorer, explorer_state, relation_figure, relation_matrix
+from evl_lite.models.output import ModelOutput, TokenLayout
 
 TEACHER = TokenLayout.lead_patches(12, 250, 50, 100.0)
 STUDENT = TokenLayout.time_positions(32, 250, 8, -117, 235, 100.0)

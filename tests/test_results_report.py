@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evl_lite.experiment import results_markdown
-from evl_lite.results_report import BEGIN, END, replace_section, results_section, update_readme
+from evl_lite.experiments.results_page import BEGIN, END, replace_section, results_section, update_readme
+from evl_lite.experiments.single_split import results_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_PAGE = ROOT / "docs" / "results.md"

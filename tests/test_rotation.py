@@ -9,9 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evl_lite.dataset import ECGSplit
+from evl_lite.data.dataset import ECGSplit
 from evl_lite.errors import ECGDataError
-from evl_lite.rotation import FOLDS, paired_pooled_bootstrap, rotation_data, rotation_folds, run_rotation
+from evl_lite.experiments.rotation import (
+    FOLDS,
+    paired_pooled_bootstrap,
+    rotation_data,
+    rotation_folds,
+    run_rotation,
+)
 
 
 def test_every_fold_is_tested_once_and_validates_the_rotation_before_it():
@@ -102,7 +108,7 @@ def test_a_resumed_rotation_loads_its_runs_and_refuses_other_folds_or_teachers(s
 
 
 def test_rotate_on_data_without_ten_folds_is_refused(tmp_path, one_thread):
-    from evl_lite.recipes import benchmark_root
+    from evl_lite.data.benchmark import benchmark_root
 
     root = tmp_path / "nine-folds"
     shutil.copytree(benchmark_root("synthetic", None, smoke=True), root)

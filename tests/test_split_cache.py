@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import ecg_like, make_layout, write_record
 
-from evl_lite import split_cache
-from evl_lite.dataset import prepare_splits
+from evl_lite.data import split_cache
+from evl_lite.data.dataset import prepare_splits
+from evl_lite.data.preprocessing import PreprocessConfig
+from evl_lite.data.split_cache import cached_splits
 from evl_lite.errors import ECGDataError
-from evl_lite.preprocessing import PreprocessConfig
-from evl_lite.split_cache import cached_splits
 
 CONFIG = PreprocessConfig(target_fs=100, notch_hz=None)
 CODES = ["{'NORM': 100.0}", "{'IMI': 50.0, 'LVH': 100.0}", "{'NORM': 80.0}", "{'LVH': 100.0}",

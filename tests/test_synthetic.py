@@ -17,9 +17,8 @@ import wfdb
 from scipy.signal import butter, filtfilt, find_peaks, resample_poly
 
 from evl_lite.constants import LEADS, SUPERCLASSES
-from evl_lite.data import load_ptbxl
-from evl_lite.errors import ECGDataError
-from evl_lite.synthetic import (
+from evl_lite.data.ptbxl import load_ptbxl
+from evl_lite.data.synthetic import (
     LABEL_MIX,
     TRUTH_CSV,
     allocate_labels,
@@ -30,6 +29,7 @@ from evl_lite.synthetic import (
     synthesize_record,
     synthetic_draw,
 )
+from evl_lite.errors import ECGDataError
 
 N = 300
 FS = 100

@@ -12,21 +12,20 @@ import numpy as np
 import pytest
 from toy_ecg import toy_split
 
-from evl_lite.data import load_ptbxl
-from evl_lite.errors import ECGDataError
-from evl_lite.recipes import (
+from evl_lite.data.benchmark import (
     MODEL_NORMALISATION,
     SMOKE_RECORDS,
     BenchmarkData,
-    get_teacher,
     load_benchmark_data,
     model_preprocessing,
-    recipe_differences,
     records_are_normalised,
     unlabelled_records,
 )
-from evl_lite.sources import synthetic_dataset
-from evl_lite.split_cache import cached_splits
+from evl_lite.data.ptbxl import load_ptbxl
+from evl_lite.data.sources import synthetic_dataset
+from evl_lite.data.split_cache import cached_splits
+from evl_lite.errors import ECGDataError
+from evl_lite.training.recipes import get_teacher, recipe_differences
 
 
 def test_teacher_student_smoke_over_two_seeds(tmp_path):

@@ -13,10 +13,10 @@ import pytest
 import torch
 from toy_ecg import toy_split
 
-from evl_lite import teacher_variants
-from evl_lite.evaluation import over_seeds
-from evl_lite.recipes import BenchmarkData
-from evl_lite.teacher_variants import build_variant, parse_variant, run_variant, variants_markdown
+from evl_lite.data.benchmark import BenchmarkData
+from evl_lite.evaluation.metrics import over_seeds
+from evl_lite.experiments import teacher_variants
+from evl_lite.experiments.teacher_variants import build_variant, parse_variant, run_variant, variants_markdown
 
 
 def test_variants_parse_and_bad_ones_are_named():

@@ -20,10 +20,10 @@ from conftest import accelerate_launch, requires_accelerate
 from toy_ecg import FAST
 
 from evl_lite.distillation import LogitKD
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
-from evl_lite.teacher_cache import TeacherCache, fingerprint
-from evl_lite.training import (
+from evl_lite.distillation.teacher_cache import TeacherCache, fingerprint
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.training.loop import (
     Distillation,
     TrainConfig,
     find_checkpoint,
@@ -128,7 +128,7 @@ def test_model_ends_with_its_best_validation_weights(toy):
     train_split, val_split = toy
     model = ECGStudentCNN(StudentConfig())
     result = train(model, train_split, val_split, FAST)
-    from evl_lite.evaluation import macro_auc
+    from evl_lite.evaluation.metrics import macro_auc
 
     auc, _ = macro_auc(val_split.y, predict(model, val_split.x, crop=250, n_windows=7))
     assert auc == pytest.approx(result.best_val_auc, abs=1e-6)

@@ -9,10 +9,10 @@ import ot
 import pytest
 import torch
 
-from evl_lite import transport_explorer as te
 from evl_lite.constants import LEADS
 from evl_lite.distillation.optimal_transport import cosine_cost
-from evl_lite.model_output import TokenLayout
+from evl_lite.explorers import transport as te
+from evl_lite.models.output import TokenLayout
 
 FS = 100.0
 T = 250

@@ -9,10 +9,10 @@ import pytest
 import torch
 from toy_ecg import FAST
 
-from evl_lite.evaluation import macro_auc
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.training import Supervised, find_checkpoint, predict, train
-from evl_lite.weight_average import WeightAverage
+from evl_lite.evaluation.metrics import macro_auc
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.training.loop import Supervised, find_checkpoint, predict, train
+from evl_lite.training.weight_average import WeightAverage
 
 
 def test_average_follows_its_formula_and_swaps_back():

@@ -10,7 +10,7 @@ import wfdb
 from conftest import ecg_like, write_record
 
 from evl_lite.constants import LEADS
-from evl_lite.data import SignalFormat, _read_format16, parse_format_field, read_record, simple_header
+from evl_lite.data.ptbxl import SignalFormat, _read_format16, parse_format_field, read_record, simple_header
 from evl_lite.errors import ECGDataError
 
 CINC_NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]

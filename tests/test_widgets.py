@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evl_lite import widgets
 from evl_lite.constants import LEADS
+from evl_lite.data.synthetic import synthesize_record
 from evl_lite.errors import ECGDataError
-from evl_lite.synthetic import synthesize_record
+from evl_lite.explorers import widgets
 
 FS = 500.0
 II = LEADS.index("II")

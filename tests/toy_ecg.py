@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evl_lite.dataset import ECGSplit
-from evl_lite.training import TrainConfig
+from evl_lite.data.dataset import ECGSplit
+from evl_lite.training.loop import TrainConfig
 
 # a few seconds of training on the toy task (tests of the training loop)
 FAST = TrainConfig(epochs=3, batch_size=16, lr=1e-2, crop=250, progress=False, seed=3)

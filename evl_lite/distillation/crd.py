@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from evl_lite.model_output import ModelOutput
+from evl_lite.models.output import ModelOutput
 
 
 def crd_loss(student_embedding: Tensor, teacher_embedding: Tensor, temperature: float) -> Tensor:

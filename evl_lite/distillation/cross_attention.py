@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from evl_lite.model_output import ModelOutput
+from evl_lite.models.output import ModelOutput
 
 
 class CrossAttentionAlignment(nn.Module):

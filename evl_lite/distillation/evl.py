@@ -18,12 +18,12 @@ from evl_lite.distillation.crd import CRD
 from evl_lite.distillation.cross_attention import CrossAttentionAlignment
 from evl_lite.distillation.fitnet import FitNet
 from evl_lite.distillation.logit_kd import LogitKD
+from evl_lite.distillation.names import ABLATIONS, BASELINES, EVL_COMPONENTS, METHODS, SINGLE_COMPONENT
 from evl_lite.distillation.ofa import OFAKD
 from evl_lite.distillation.optimal_transport import OTFeatureMatching
 from evl_lite.distillation.relation import GeometricRelationMatching
 from evl_lite.distillation.rkd import RKD
 from evl_lite.distillation.similarity_preserving import SimilarityPreserving
-from evl_lite.method_names import ABLATIONS, BASELINES, EVL_COMPONENTS, METHODS, SINGLE_COMPONENT
 
 __all__ = [
     "ABLATIONS",
@@ -72,7 +72,7 @@ def method_losses(
     """
     c = config or DistillConfig()
     if stage_channels is None:
-        from evl_lite.student import StudentConfig
+        from evl_lite.models.student import StudentConfig
 
         stage_channels = StudentConfig().stage_channels
     factories = {

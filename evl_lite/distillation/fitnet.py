@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from evl_lite.distillation.time_bins import bin_tokens, common_bins
-from evl_lite.model_output import ModelOutput
+from evl_lite.models.output import ModelOutput
 
 
 class FitNet(nn.Module):

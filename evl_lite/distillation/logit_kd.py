@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from evl_lite.model_output import ModelOutput
+from evl_lite.models.output import ModelOutput
 
 
 def binary_kl_with_logits(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:

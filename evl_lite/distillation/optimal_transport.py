@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from evl_lite.model_output import ModelOutput
+from evl_lite.models.output import ModelOutput
 
 MARGINALS = ("uniform", "norm")
 SCALING_DOMAIN_LIMIT = 50.0  # max(C) / eps up to which exp(-C / eps) is safe in float32

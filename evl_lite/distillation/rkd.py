@@ -14,7 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from evl_lite.distillation.relation import rkd_angle_loss, rkd_distance_loss
-from evl_lite.model_output import ModelOutput
+from evl_lite.models.output import ModelOutput
 
 
 class RKD(nn.Module):

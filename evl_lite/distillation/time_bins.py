@@ -18,7 +18,7 @@ import functools
 import torch
 from torch import Tensor
 
-from evl_lite.model_output import TokenLayout
+from evl_lite.models.output import TokenLayout
 
 
 def time_bin_weights(layout: TokenLayout, n_bins: int) -> Tensor:

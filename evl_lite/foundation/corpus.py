@@ -1,6 +1,6 @@
 """Which records a foundation teacher may see, and which it must never see.
 
-Synthetic data are draws of :func:`evl_lite.synthetic.generate_dataset`, a record being the pair
+Synthetic data are draws of :func:`evl_lite.data.synthetic.generate_dataset`, a record being the pair
 (draw seed, ecg_id). The workshop uses the draws of seeds below :data:`WORKSHOP_SEED_LIMIT` (the
 benchmark draw is seed 0; notebooks take ``SEED``); its large evaluation set is the draw of
 :data:`EVALUATION_SEED`; the foundation corpus is the draw of :data:`CORPUS_SEED`. So the corpus
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from evl_lite.dataset import ECGSplit
+from evl_lite.data.dataset import ECGSplit
+from evl_lite.data.sources import synthetic_dataset
+from evl_lite.data.synthetic import synthetic_draw
 from evl_lite.errors import ECGDataError
-from evl_lite.sources import synthetic_dataset
-from evl_lite.synthetic import synthetic_draw
 
 WORKSHOP_SEED_LIMIT = 100  # the course's own synthetic draws use seeds 0-99
 EVALUATION_SEED = 900  # the large synthetic test set
@@ -46,7 +46,7 @@ def evaluation_dir(smoke: bool = False, progress: bool = True) -> Path:
 
 def evaluation_split(smoke: bool = False, progress: bool = True) -> ECGSplit:
     """Every record of the evaluation draw as one test split, preprocessed for the models."""
-    from evl_lite.recipes import load_benchmark_data
+    from evl_lite.data.benchmark import load_benchmark_data
 
     data = load_benchmark_data("ptbxl", evaluation_dir(smoke, progress), progress=progress)
     parts = list(data.splits.values())

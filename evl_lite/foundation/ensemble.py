@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evl_lite.evaluation import bootstrap_ci, macro_auc
+from evl_lite.data.benchmark import load_benchmark_data
+from evl_lite.evaluation.metrics import bootstrap_ci, macro_auc
 from evl_lite.foundation.hub import load_teacher
 from evl_lite.foundation.recipe import foundation_recipe
-from evl_lite.recipes import load_benchmark_data
-from evl_lite.training import predict
+from evl_lite.training.loop import predict
 
 
 def ensemble_probabilities(member_probs: Sequence[np.ndarray]) -> np.ndarray:

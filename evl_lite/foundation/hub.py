@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.errors import ECGDataError
-from evl_lite.teacher import ECGTransformer, ECGTransformerConfig
+from evl_lite.models.teacher import ECGTransformer, ECGTransformerConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 CARD_JSON = "card.json"

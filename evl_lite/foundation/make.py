@@ -2,7 +2,7 @@
 
 1. The corpus (:mod:`evl_lite.foundation.corpus`): synthetic, the 24,000-record draw of seed
    1000 (or ``--path``); real PTB-XL, ``--path`` (PTB-XL-500) with ``--unlabelled``.
-2. Masked-patch pretraining (:func:`evl_lite.pretraining.pretrain`): on the corpus's training
+2. Masked-patch pretraining (:func:`evl_lite.training.pretraining.pretrain`): on the corpus's training
    split (synthetic) or on the ``--unlabelled`` records alone (PTB-XL: the pretrained backbone
    has seen no PTB-XL-500 record, so it can serve every fold of a rotation).
 3. Supervised fine-tuning with the one training loop on training folds 1-8, selection on fold 9.
@@ -28,9 +28,11 @@ import torch
 from safetensors.torch import save_file
 
 from evl_lite.atomic import replace_directory
-from evl_lite.data import load_ptbxl
+from evl_lite.data.benchmark import directory_records, load_benchmark_data
+from evl_lite.data.ptbxl import load_ptbxl
+from evl_lite.data.synthetic import synthetic_draw
 from evl_lite.errors import ECGDataError
-from evl_lite.evaluation import bootstrap_ci, macro_auc
+from evl_lite.evaluation.metrics import bootstrap_ci, macro_auc
 from evl_lite.foundation.corpus import (
     CORPUS_SEED,
     EVALUATION_SEED,
@@ -50,14 +52,12 @@ from evl_lite.foundation.hub import (
     sha256_file,
 )
 from evl_lite.foundation.recipe import foundation_recipe
-from evl_lite.model_output import count_parameters
-from evl_lite.pretraining import pretrain
-from evl_lite.recipes import directory_records, load_benchmark_data
+from evl_lite.models.output import count_parameters
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.teacher import ECGTransformer
 from evl_lite.reproducibility import provenance, shell_command
-from evl_lite.student import ECGStudentCNN, StudentConfig
-from evl_lite.synthetic import synthetic_draw
-from evl_lite.teacher import ECGTransformer
-from evl_lite.training import predict, process_state, train
+from evl_lite.training.loop import predict, process_state, train
+from evl_lite.training.pretraining import pretrain
 
 
 def _corpus_root(source: str, path: str | os.PathLike | None, smoke: bool, progress: bool) -> Path:

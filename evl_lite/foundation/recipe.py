@@ -3,8 +3,8 @@
 The architecture is the one the workshop teacher search settled on (a strided convolutional
 stem along each lead, one residual block per stride, lead pooling: ``recipes.teacher_recipe``),
 with four encoder blocks instead of two, so the teacher has more than 30 times the student's
-parameters. Masked-patch pretraining (:mod:`evl_lite.pretraining`), then supervised fine-tuning
-with the one training loop (:mod:`evl_lite.training`), are sized so that one teacher fits in
+parameters. Masked-patch pretraining (:mod:`evl_lite.training.pretraining`), then supervised fine-tuning
+with the one training loop (:mod:`evl_lite.training.loop`), are sized so that one teacher fits in
 two hours on two CPU cores (the card records the measured wall time).
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from evl_lite.pretraining import PretrainConfig
-from evl_lite.recipes import teacher_recipe
-from evl_lite.teacher import ECGTransformerConfig
-from evl_lite.training import TrainConfig
+from evl_lite.models.teacher import ECGTransformerConfig
+from evl_lite.training.loop import TrainConfig
+from evl_lite.training.pretraining import PretrainConfig
+from evl_lite.training.recipes import teacher_recipe
 
 FOUNDATION_LAYERS = 4  # encoder blocks (the workshop teacher has 2)
 MODEL_FIELDS = ("n_layers", "d_model", "n_heads", "ffn", "patch_len", "tokenizer", "stem_blocks", "pooling",

@@ -9,7 +9,7 @@ written by ``python -m evl_lite experiment`` and:
 2. **seed**: that method's run with the highest validation macro-AUC (ties: the lower seed);
 3. **weights**: the run's best validation epoch, ``training/checkpoint/best_model.safetensors``;
 4. **thresholds**: per class the cut that maximises F1 on the validation split
-   (:func:`evl_lite.evaluation.tune_thresholds`), on the probabilities the experiment evaluates
+   (:func:`evl_lite.evaluation.metrics.tune_thresholds`), on the probabilities the experiment evaluates
    (``training.predict``: the maximum over the sliding windows);
 5. **card**: the data, method, teacher, seed, the experiment's command and commit, the validation
    macro-AUC (recomputed here and checked against the run's), the fold-10 test macro-AUC and its
@@ -29,9 +29,9 @@ import numpy as np
 
 from evl_lite.constants import SUPERCLASSES
 from evl_lite.errors import ECGDataError
-from evl_lite.evaluation import macro_auc, tune_thresholds
+from evl_lite.evaluation.metrics import macro_auc, tune_thresholds
+from evl_lite.models.student import ECGStudentCNN
 from evl_lite.predict.student_hub import model_input_spec
-from evl_lite.student import ECGStudentCNN
 
 RESULTS_JSON = "results.json"
 REFERENCE_SECONDS = 10.0  # the records the models were validated on: PTB-XL's 10 s
@@ -123,12 +123,13 @@ def student_from_experiment(
     path: str | os.PathLike, data_path: str | os.PathLike | None = None, progress: bool = False
 ) -> tuple[ECGStudentCNN, dict]:
     """The chosen (or named) run's student in eval mode and its card fields (without ``sha256``)."""
-    from evl_lite.deployment import StudentSource, _training_weights, load_student
-    from evl_lite.experiment import run_directory
+    from evl_lite.data.benchmark import load_benchmark_data
+    from evl_lite.evaluation.deployment import StudentSource, _training_weights, load_student
+    from evl_lite.experiments.single_split import run_directory
     from evl_lite.foundation.hub import sha256_file
-    from evl_lite.recipes import load_benchmark_data, student_recipe
     from evl_lite.reproducibility import shell_command
-    from evl_lite.training import predict
+    from evl_lite.training.loop import predict
+    from evl_lite.training.recipes import student_recipe
 
     experiment, method, seed, budget = locate(path)
     results = read_results(experiment)
@@ -184,7 +185,7 @@ def student_from_experiment(
     }
     synthetic_test = "the synthetic evaluation draw"
     test_what = synthetic_test if source == "synthetic" else f"fold 10 of {data_fields['dataset']}"
-    from evl_lite.model_output import count_parameters
+    from evl_lite.models.output import count_parameters
 
     parameters = count_parameters(student)
     fields = {

@@ -1,8 +1,8 @@
 """From a record on disk to the student's decision: read, prepare, window, score, decide.
 
 **Prepare** (:func:`prepare`): a record becomes what the student was trained and validated on
-(:func:`evl_lite.recipes.model_preprocessing`, then each lead z-scored per record): resampled to
-100 Hz by the data layer's polyphase resampler (as :func:`evl_lite.data.load_signals` does for a
+(:func:`evl_lite.data.benchmark.model_preprocessing`, then each lead z-scored per record): resampled to
+100 Hz by the data layer's polyphase resampler (as :func:`evl_lite.data.ptbxl.load_signals` does for a
 record stored at another rate), band-passed 0.5-40 Hz (zero phase), z-scored per lead. A record in
 normalised units (NU, already filtered and standardised) is not filtered again, only resampled and
 z-scored (z-scoring a z-scored record changes nothing). Refused, naming the file: a record
@@ -11,7 +11,7 @@ shorter than one window (2.5 s), a lead that is flat (every sample equal: lead o
 **Windows** (:func:`window_grid`): the models were validated on 10 s records as the maximum of the
 sigmoid outputs over 7 windows of 2.5 s (``training.predict``), a stride of 1.25 s. A record of
 any length gets windows at that stride (at least as dense), evenly spread from start to end with
-:func:`evl_lite.training.window_starts`; a 10 s record gets exactly the validation's 7 windows.
+:func:`evl_lite.training.loop.window_starts`; a 10 s record gets exactly the validation's 7 windows.
 Per class, the probability is the maximum over the windows, ``p_c = max_k sigmoid(z_kc)``, and
 the window that attains it is the one that *drove* the decision ``p_c >= t_c`` (thresholds ``t``
 tuned on validation).
@@ -33,11 +33,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evl_lite.constants import LEADS, SUPERCLASSES
-from evl_lite.data import Recording
+from evl_lite.data.preprocessing import PreprocessConfig, preprocess, resample, standardise_record
+from evl_lite.data.ptbxl import Recording
 from evl_lite.errors import ECGDataError
 from evl_lite.predict.records import RecordRef, read_ref
-from evl_lite.preprocessing import PreprocessConfig, preprocess, resample, standardise_record
-from evl_lite.training import window_starts
+from evl_lite.training.loop import window_starts
 
 NOTE = "educational use only, not a diagnosis"
 

@@ -8,7 +8,7 @@
   chooses, :mod:`evl_lite.predict.from_experiment`) or one of its runs (``runs/<method>/seed<k>``):
   the thresholds are tuned on that experiment's validation split on the spot;
 - an ONNX file written by ``python -m evl_lite student export``: the student's inference graph
-  (:class:`evl_lite.deployment.LogitsGraph`) with its model card in the file's metadata
+  (:class:`evl_lite.evaluation.deployment.LogitsGraph`) with its model card in the file's metadata
   (``evl_lite.card``), run by onnxruntime. Export checks parity with PyTorch:
   ``max |z_onnx - z_torch| < 1e-4`` over random windows, and records it in the card.
 
@@ -95,7 +95,7 @@ class _OnnxModule(nn.Module):
 
 def torch_predictor(student: nn.Module, card: dict, origin: str) -> Predictor:
     """A PyTorch predictor of a student (``ECGStudentCNN``), through its inference graph."""
-    from evl_lite.deployment import LogitsGraph
+    from evl_lite.evaluation.deployment import LogitsGraph
 
     graph = LogitsGraph(student).eval().requires_grad_(False)
 
@@ -108,7 +108,7 @@ def torch_predictor(student: nn.Module, card: dict, origin: str) -> Predictor:
 
 def onnx_predictor(path: Path, threads: int | None = None) -> Predictor:
     """An onnxruntime predictor of an ONNX file exported by :func:`export_student`."""
-    from evl_lite.deployment import onnx_session
+    from evl_lite.evaluation.deployment import onnx_session
 
     if not path.is_file():
         raise ECGDataError(path, "does not exist")
@@ -174,7 +174,7 @@ def export_student(predictor: Predictor, out: str | os.PathLike, n_parity: int =
     """
     import onnx
 
-    from evl_lite.deployment import export_onnx, onnx_logits, onnx_session
+    from evl_lite.evaluation.deployment import export_onnx, onnx_logits, onnx_session
 
     if predictor.runtime != "pytorch":
         raise ECGDataError(predictor.origin, "is already an ONNX export; export the PyTorch student")

@@ -3,7 +3,7 @@
 A path given to ``python -m evl_lite predict`` is one of
 
 - a WFDB record, named with or without an extension (``E07500``, ``E07500.hea``, ``E07500.mat``,
-  ``00001_lr.dat``): read by :func:`evl_lite.data.read_recording`, which matches lead names in
+  ``00001_lr.dat``): read by :func:`evl_lite.data.ptbxl.read_recording`, which matches lead names in
   any order and case, drops extra leads (PTB's Frank leads, with or without their ``.xyz`` file),
   honours byte offsets (CinC ``.mat``) and converts µV and V to mV;
 - an EDF file (``.edf``): read with wfdb's EDF reader (``wfdb.io.convert.edf.read_edf``), its
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evl_lite.data import Recording, read_recording, scaled_leads, twelve_lead_layout
+from evl_lite.data.ptbxl import Recording, read_recording, scaled_leads, twelve_lead_layout
 from evl_lite.errors import ECGDataError
 
 WFDB_SUFFIXES = (".hea", ".dat", ".mat", ".xyz")
@@ -109,7 +109,7 @@ def edf_lead_name(label: str) -> str:
 
 
 def read_edf(path: Path, allow_normalised: bool = False) -> Recording:
-    """The 12 standard leads of an EDF file, by the rules of :func:`evl_lite.data.read_recording`."""
+    """The 12 standard leads of an EDF file, by the rules of :func:`evl_lite.data.ptbxl.read_recording`."""
     from wfdb.io.convert.edf import read_edf as wfdb_read_edf
 
     try:

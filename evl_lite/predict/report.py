@@ -5,11 +5,11 @@ SVG. It shows
 
 - the probabilities of the five superclasses against their thresholds (tuned on validation), the
   decision, and for each class the 2.5 s window whose probability is the record's;
-- the ECG on standard paper (:mod:`evl_lite.plots` geometry: 25 mm/s, 10 mm/mV, 1 mm and 5 mm
+- the ECG on standard paper (:mod:`evl_lite.explorers.ecg_plots` geometry: 25 mm/s, 10 mm/mV, 1 mm and 5 mm
   grid, a 1 mV calibration pulse per row; the 3 x 4 printout with a rhythm strip of lead II), the
   first 10 s of the record after the band-pass (in mV; in NU for a normalised record);
 - the student's evidence for each flagged class (the most likely one when none is flagged):
-  occlusion (Zeiler & Fergus 2014, :func:`evl_lite.interpretation.occlusion_map`, as notebook 08):
+  occlusion (Zeiler & Fergus 2014, :func:`evl_lite.evaluation.interpretation.occlusion_map`, as notebook 08):
   the drop of ``p_c`` when one lead x 0.25 s cell of the driving window is set to zero, shaded on
   that window's ECG;
 - the model, and the line "educational use only, not a diagnosis".
@@ -31,8 +31,8 @@ import numpy as np
 from evl_lite.atomic import write_text_atomic
 from evl_lite.constants import LEADS, SUPERCLASSES
 from evl_lite.errors import ECGDataError
-from evl_lite.interpretation import DISCLAIMER, SUPERCLASS_NAMES, occlusion_map
-from evl_lite.plots import (
+from evl_lite.evaluation.interpretation import DISCLAIMER, SUPERCLASS_NAMES, occlusion_map
+from evl_lite.explorers.ecg_plots import (
     MAJOR_GRID,
     MINOR_GRID,
     MM_PER_MV,

@@ -34,7 +34,7 @@ from evl_lite.foundation.hub import (
     shipped_directory,
     shipped_names,
 )
-from evl_lite.student import ECGStudentCNN, StudentConfig
+from evl_lite.models.student import ECGStudentCNN, StudentConfig
 
 STUDENT_WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_STUDENT = "ptbxl-student"
@@ -47,8 +47,8 @@ def shipped_students() -> list[str]:
 
 
 def model_input_spec() -> dict:
-    """How ``predict`` prepares a record for the student: the models' preprocessing (``recipes``)."""
-    from evl_lite.recipes import MODEL_NORMALISATION, model_preprocessing
+    """How ``predict`` prepares a record for the student: the models' preprocessing (``data.benchmark``)."""
+    from evl_lite.data.benchmark import MODEL_NORMALISATION, model_preprocessing
 
     config = model_preprocessing()
     return {"fs": config.target_fs, "preprocessing": json.loads(json.dumps(dataclasses.asdict(config))),

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toy_ecg import toy_split  # noqa: E402
 
-from evl_lite.student import ECGStudentCNN, StudentConfig  # noqa: E402
-from evl_lite.training import TrainConfig, train  # noqa: E402
+from evl_lite.models.student import ECGStudentCNN, StudentConfig  # noqa: E402
+from evl_lite.training.loop import TrainConfig, train  # noqa: E402
 
 out, epochs = Path(sys.argv[1]), int(sys.argv[2])
 import torch  # noqa: E402

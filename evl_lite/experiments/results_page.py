@@ -1,0 +1,51 @@
+"""The results page's tables (docs/results.md), generated from the committed experiment results.
+
+``python -m evl_lite results docs/results.md results/experiment_ptbxl500 results/experiment_synthetic``
+rewrites what lies between ``<!-- results:begin -->`` and ``<!-- results:end -->`` with one
+subsection per experiment directory, built from its ``results.json`` by
+:func:`evl_lite.experiments.single_split.results_markdown`. A test regenerates the section from the
+committed results and compares, so the page cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from evl_lite.atomic import write_text_atomic
+from evl_lite.errors import ECGDataError
+from evl_lite.experiments.single_split import results_markdown
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def results_section(result_dirs: list[str | os.PathLike]) -> str:
+    """Markdown for the given experiment directories, in order."""
+    parts = []
+    for directory in map(Path, result_dirs):
+        path = directory / "results.json"
+        if not path.is_file():
+            raise ECGDataError(path, "is missing: run `python -m evl_lite experiment --out DIR` first")
+        results = json.loads(path.read_text())
+        parts.append(f"### `{directory.as_posix()}`\n\n{results_markdown(results)}")
+    return "\n".join(parts)
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with the part between the markers replaced by ``section`` (markers kept)."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"the page must hold one {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{section.strip()}\n{END}{tail}"
+
+
+def update_readme(readme: str | os.PathLike, result_dirs: list[str | os.PathLike]) -> bool:
+    """Rewrite the results block of ``readme``; True if it changed."""
+    path = Path(readme)
+    old = path.read_text()
+    new = replace_section(old, results_section(result_dirs))
+    if new != old:
+        write_text_atomic(path, new)
+    return new != old
