@@ -168,7 +168,7 @@ def fake_notebook_07(root, data_root, smoke=True, finished=True):
 
 def test_locate_student_finds_notebook_07s_evl_run_on_the_same_data(tmp_path):
     student = fake_notebook_07(tmp_path, "/data/a")
-    out = tmp_path / "08_evaluation_and_deployment"
+    out = tmp_path / "08_evaluation_and_interpretation"
     source = locate_student("", out, seed=0, data_root="/data/a", smoke=True)
     assert source is not None and source.teacher_dir == "/somewhere/teacher" and "07" in source.origin
     loaded = load_student(source, SMALL)

@@ -128,3 +128,52 @@ def test_the_full_mode_runs_the_notebooks_with_the_full_scale(tmp_path):
     summary = run_collection("full", out_dir=tmp_path / "run", directory=folder)
     assert summary["notebooks"]["01_scale.ipynb"]["status"] == "ok", summary["notebooks"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["parameters"]["scale"] == "full"
+
+
+def _lesson(*cells) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell("SMOKE = True")
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# a lesson"), parameters, *cells]
+    return nb
+
+
+def test_lesson_checks_find_dictionary_dumps_long_setup_cells_and_history():
+    from evl_lite.course.hygiene import lesson_problems
+
+    setup = nbformat.v4.new_code_cell("\n".join(f"import module{i}" for i in range(16)))
+    dump = nbformat.v4.new_code_cell("metrics = {'a': 1}\n{k: v for k, v in metrics.items()}")
+    history = nbformat.v4.new_markdown_cell("The recipe of issue 21 (run 2026-11-30 in runs/teacher_a).")
+    problems = lesson_problems(_lesson(setup, dump, history))
+    assert any("cell 2: the setup cell has 16 lines" in p for p in problems)
+    assert any("cell 3: ends by displaying a dictionary" in p for p in problems)
+    assert any("cell 4: markdown names 'issue 21'" in p for p in problems)
+    good = _lesson(nbformat.v4.new_code_cell("import numpy as np\nrecord = Record('out')"),
+                   nbformat.v4.new_code_cell("record(a=1)\nrecord.done()"),
+                   nbformat.v4.new_markdown_cell("## What's next\n\nNotebook 02 ($x_{t}$, #hashtag-free)."))
+    assert lesson_problems(good) == []
+
+
+def test_output_checks_find_stderr_and_frozen_progress_bars():
+    from evl_lite.course.hygiene import output_problems
+
+    cell = nbformat.v4.new_code_cell("work()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="USDT: profiler_start\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="Loading weights:   0%|          | 0/66\r")]
+    quiet = nbformat.v4.new_code_cell("print('done')")
+    quiet.outputs = [nbformat.v4.new_output("stream", name="stdout", text="done 50% of the way\n")]
+    problems = output_problems(_lesson(cell, quiet))
+    assert len(problems) == 2 and "stderr" in problems[0] and "progress bar" in problems[1]
+
+
+def test_a_record_keeps_every_figure_on_disk_as_it_is_recorded(tmp_path, capsys):
+    from evl_lite.course.record import Record
+
+    record = Record(tmp_path / "out", smoke=True)
+    record(auc=0.9, per_class=[0.8, 1.0])
+    record["ece"] = 0.05
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved == {"smoke": True, "auc": 0.9, "per_class": [0.8, 1.0], "ece": 0.05}  # before done()
+    record.done()
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["seconds"] >= 0
+    assert capsys.readouterr().out.strip() == f"recorded 5 metrics in {tmp_path / 'out' / 'metrics.json'}"

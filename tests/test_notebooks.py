@@ -244,16 +244,27 @@ def test_05_optimal_transport_records_the_plan_and_the_eps_limit(smoke_run):
     assert all("train_ot" not in r for r in m["kd_history"])
 
 
-def test_08_evaluates_and_deploys_the_student(smoke_run):
-    m = metrics_of(smoke_run, "08_evaluation_and_deployment")
-    for key in ("student_test_macro_auc", "teacher_test_macro_auc", "float_test_macro_auc",
-                "quantised_test_macro_auc", "static_int8_test_macro_auc", "onnx_test_macro_auc"):
+def test_08_evaluates_and_interprets_the_student(smoke_run):
+    m = metrics_of(smoke_run, "08_evaluation_and_interpretation")
+    for key in ("student_test_macro_auc", "teacher_test_macro_auc"):
         assert 0.0 <= m[key] <= 1.0
     assert set(m["ece_per_class"]) == {"NORM", "MI", "STTC", "CD", "HYP"}
     assert all(0.0 <= v <= 1.0 for v in m["ece_per_class"].values())
+    occ = m["occlusion"]
+    assert len(occ["student"]) == len(occ["teacher"]) == 12 and occ["class"] in SUPERCLASSES
+    assert np.isfinite(occ["student"]).all() and np.isfinite(occ["teacher"]).all()
+    assert "07" in m["student_origin"]  # 07 ran first in the same run, so its EVL student is evaluated
+
+
+def test_09_deploys_the_student_and_reads_an_ecg_file(smoke_run):
+    m = metrics_of(smoke_run, "09_deployment")
+    m08 = metrics_of(smoke_run, "08_evaluation_and_interpretation")
+    for key in ("float_test_macro_auc", "quantised_test_macro_auc", "static_int8_test_macro_auc",
+                "onnx_test_macro_auc"):
+        assert 0.0 <= m[key] <= 1.0
     assert m["onnx_max_abs_diff"] < 1e-4
     assert m["onnx_test_macro_auc"] == pytest.approx(m["float_test_macro_auc"], abs=1e-3)
-    assert m["float_test_macro_auc"] == pytest.approx(m["student_test_macro_auc"], abs=1e-6)
+    assert m["float_test_macro_auc"] == pytest.approx(m08["student_test_macro_auc"], abs=1e-6)  # the same student
     assert m["quantised_int8_weights"] == 64 * 5
     assert m["quantised_int8_weights"] + m["quantised_float_weights"] == m["student_params"]
     assert m["quantised_latency_ms"] > 0 and m["float_latency_ms"] > 0
@@ -265,12 +276,9 @@ def test_08_evaluates_and_deploys_the_student(smoke_run):
             runtimes[runtime]["teacher"] / runtimes[runtime]["student"]
         )
     assert max(runtimes["onnx_max_abs_diff"].values()) < 1e-4
-    occ = m["occlusion"]
-    assert len(occ["student"]) == len(occ["teacher"]) == 12 and occ["class"] in SUPERCLASSES
-    assert np.isfinite(occ["student"]).all() and np.isfinite(occ["teacher"]).all()
     assert "NOT A DIAGNOSIS" in m["summary_text"]
-    assert "07" in m["student_origin"]  # 07 ran first in the same run, so its EVL student is evaluated
-    reading = m["predict"]  # section 5: the shipped student reads one record, with its report
+    assert "07" in m["student_origin"]
+    reading = m["predict"]  # section 3: the shipped student reads one record, with its report
     assert reading["exit_status"] == 0 and reading["model"] == "ptbxl-student"
     assert set(reading["probabilities"]) == set(SUPERCLASSES) and "index.html" in reading["pages"]
 
@@ -284,3 +292,19 @@ def test_06_relation_matching_checks_its_properties_and_reports_the_mismatch(smo
     assert len(m["train_relation"]) == m["student_epochs"] and np.isfinite(m["train_relation"]).all()
     mismatch = m["relation_mismatch"]
     assert set(mismatch) == {"initial", "kd", "kd_relation"} and all(v >= 0 for v in mismatch.values())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebook_reads_as_a_lesson(path: Path):
+    """No dictionary dumps, a setup cell of at most 15 lines, no research history in the prose."""
+    from evl_lite.course.hygiene import lesson_problems
+
+    assert lesson_problems(nbformat.read(path, as_version=4)) == []
+
+
+def test_executed_notebooks_write_nothing_to_stderr_and_freeze_no_progress_bar(smoke_run):
+    from evl_lite.course.hygiene import output_problems
+
+    out = Path(smoke_run["out_dir"])
+    problems = {name: output_problems(nbformat.read(out / name, as_version=4)) for name in smoke_run["notebooks"]}
+    assert not any(problems.values()), {k: v for k, v in problems.items() if v}

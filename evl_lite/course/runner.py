@@ -12,6 +12,7 @@ the first one that did not.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -40,6 +41,25 @@ def list_notebooks(directory: Path | None = None) -> list[Path]:
     return sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
 
 
+# Progress bars are for people watching; in an executed notebook they freeze into its saved outputs
+# ("Loading weights: 0/66"). The kernel inherits these: tqdm's own switch and Hugging Face's.
+QUIET_ENVIRONMENT = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+@contextlib.contextmanager
+def _quiet_progress_bars():
+    saved = {k: os.environ.get(k) for k in QUIET_ENVIRONMENT}
+    os.environ.update(QUIET_ENVIRONMENT)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[str, Any]:
     """Execute one notebook; returns {"status", "seconds", "metrics", "output", "error"?}."""
     import papermill as pm
@@ -52,14 +72,15 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[
     start = time.perf_counter()
     entry: dict[str, Any] = {"status": "ok", "output": str(executed)}
     try:
-        pm.execute_notebook(
-            str(path),
-            str(executed),
-            parameters=params,
-            kernel_name="python3",
-            cwd=str(path.parent),
-            progress_bar=False,
-        )
+        with _quiet_progress_bars():
+            pm.execute_notebook(
+                str(path),
+                str(executed),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(path.parent),
+                progress_bar=False,
+            )
     except pm.PapermillExecutionError as exc:
         entry.update(
             status="failed", error={"cell": exc.exec_count, "name": exc.ename, "message": exc.evalue}

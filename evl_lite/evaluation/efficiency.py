@@ -25,6 +25,8 @@ tensor or a ``ModelOutput``), and leaves the model's train/eval flags as it foun
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -100,6 +102,21 @@ def cpu_latency_ms(
     return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90))}
 
 
+@contextmanager
+def _native_stderr_silenced():
+    """Hide what the profiler's C++ layer writes to file descriptor 2 (its ``USDT ... profiler_start``
+    and ``profiler_stop`` lines, which would read as errors in a notebook); Python errors still raise."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory_mb(model: nn.Module, example_input: Tensor) -> float:
     """Peak CPU tensor memory (MiB) allocated by one forward pass above what was live before it.
 
@@ -107,7 +124,7 @@ def peak_memory_mb(model: nn.Module, example_input: Tensor) -> float:
     returns the highest running total (the output counts: it is live when it is made).
     """
     _check_cpu(model, example_input)
-    with _eval_mode(model), torch.inference_mode():
+    with _eval_mode(model), torch.inference_mode(), _native_stderr_silenced():
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             model(example_input)
     # Raw allocator events: "[memory]" entries whose nbytes() is + on allocation, - on free.

@@ -23,12 +23,20 @@ import torch
 from evl_lite.atomic import write_json_atomic
 from evl_lite.data.benchmark import BenchmarkData, current_scale, unlabelled_records
 from evl_lite.distillation.evl import DistillConfig, method_losses
-from evl_lite.distillation.teacher_cache import TeacherCache
+from evl_lite.distillation.teacher_cache import TeacherCache, shared_cache_dir
 from evl_lite.errors import ECGDataError
 from evl_lite.evaluation.metrics import macro_auc
 from evl_lite.models.student import ECGStudentCNN, StudentConfig
 from evl_lite.models.teacher import ECGTransformer, ECGTransformerConfig
-from evl_lite.training.loop import Distillation, Supervised, TrainConfig, TrainResult, process_state, train
+from evl_lite.training.loop import (
+    Distillation,
+    Supervised,
+    TrainConfig,
+    TrainResult,
+    process_state,
+    train,
+    window_starts,
+)
 from evl_lite.training.pretraining import PretrainConfig, pretrain
 
 # ----------------------------------------------------------------------------- teacher
@@ -254,3 +262,45 @@ def distill_student(
     result = train(student, data.train, data.val, config, objective=objective, teacher=teacher,
                    out_dir=out_dir, resume=resume)
     return student, result, objective
+
+
+def lesson_student(
+    data: BenchmarkData,
+    student_dir: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    teacher: str | os.PathLike | None = None,
+    smoke: bool = False,
+    seed: int = 0,
+    method: str = "evl",
+) -> tuple[ECGStudentCNN, ECGTransformer, dict]:
+    """The trained student a lesson evaluates (notebooks 08, 09) and the teacher it was distilled from.
+
+    The student: ``student_dir`` when given; else notebook 07's ``method`` run on this data
+    (:func:`evl_lite.evaluation.deployment.locate_student`); else one distilled here with the
+    recipe and saved in ``output_dir/student``. The teacher:
+    ``teacher`` when given, else the one the student was distilled from, else the shipped one.
+    Returns ``(student, teacher, {"origin": ..., "teacher_dir": ...})``, both models in eval mode.
+    """
+    from evl_lite.evaluation.deployment import load_student, locate_student
+
+    out = Path(output_dir)
+    student_config, train_config = student_recipe(smoke, seed)
+    source = locate_student(student_dir, out, seed, data.root, smoke, method)
+    teacher_dir = teacher
+    if not teacher_dir and source is not None and source.teacher_dir and Path(source.teacher_dir).is_dir():
+        teacher_dir = source.teacher_dir  # the teacher this student was distilled from
+    model, _, teacher_path = resolve_teacher(teacher_dir, data, smoke=smoke, seed=seed)
+    if source is not None:
+        return load_student(source, student_config).eval(), model, {"origin": source.origin,
+                                                                    "teacher_dir": str(teacher_path)}
+    print(f"no trained {method} student found (notebook 07 has not run on this data): distilling one here")
+    crop, n_windows = train_config.crop, train_config.eval_windows
+    starts = window_starts(data.train.x.shape[-1], crop, n_windows)
+    cache = TeacherCache.build(model, data.train.x, crop, starts, cache_dir=shared_cache_dir(),
+                               progress=not smoke)
+    student, trained, _ = distill_student(method, data, cache, train_config, student_config,
+                                          out_dir=out / f"{method}_student")
+    student.save_pretrained(out / "student")
+    origin = (f"distilled here with the {method} recipe (best of {len(trained.history)} epochs), "
+              f"saved to {out / 'student'}")
+    return student.eval(), model, {"origin": origin, "teacher_dir": str(teacher_path)}
