@@ -406,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unlabelled records (PTB-XL layout, NU or mV) that only the distillation losses read")
     p.add_argument("--folds", choices=["benchmark", "rotate"], default="benchmark",
                    help="benchmark: train folds 1-8, validate on 9, test on 10; rotate: every fold tested "
-                   "once (validation the next), a teacher per rotation fine-tuned from --teacher's pretrained "
-                   "backbone (default ptbxl), out-of-fold predictions pooled")
+                   "once (validation the next), a teacher per rotation fine-tuned from --teacher's "
+                   "pretrained backbone (default ptbxl), out-of-fold predictions pooled")
     p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_experiment)

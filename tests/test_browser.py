@@ -344,3 +344,45 @@ def test_explorer_widgets_render_and_respond(lab: Lab):
     assert "lead V5" in view.find_element(By.CSS_SELECTOR, ".widget-html").text
     path = screenshot(driver, "01_ecg_preprocessing_explorer.png")
     assert path.stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- offline export
+
+JS_EXPORT = """
+const plots = [...document.querySelectorAll('.js-plotly-plot')];
+return {
+  text: document.body.innerText,
+  math: document.querySelectorAll('math').length,
+  svgPlots: plots.filter(p => p.querySelector('svg.main-svg')).length,
+  plots: plots.length,
+};
+"""
+
+
+def test_an_exported_notebook_renders_equations_figures_and_explorer_offline(tmp_path, monkeypatch):
+    """Notebook 05 (equations, figures, an explorer) run in smoke mode, its export opened with no network."""
+    from evl_lite.course.runner import run_collection
+
+    chromium, chromedriver = browser_binaries()
+    monkeypatch.setenv("EVL_LITE_DATA", str(tmp_path / "data"))
+    summary = run_collection(mode="smoke", out_dir=tmp_path / "run", only=["05_"])
+    export = Path(summary["notebooks"]["05_optimal_transport.ipynb"]["html"])
+    driver = start_browser(chromium, chromedriver, tmp_path / "chromium-profile")
+    try:
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
+            "offline": True, "latency": 0, "downloadThroughput": 0, "uploadThroughput": 0})
+        driver.get(export.as_uri())
+
+        def drawn():
+            r = driver.execute_script(JS_EXPORT)
+            return r if 0 < r["svgPlots"] == r["plots"] else None
+
+        page = wait_for(drawn, 60, "plotly figures drawn in the offline export")
+        screenshot(driver, "offline_export_05")
+    finally:
+        driver.quit()
+    assert "$$" not in page["text"] and "\\frac" not in page["text"], "an equation was left as LaTeX"
+    assert page["math"] >= 20, f"only {page['math']} equations rendered as MathML"
+    assert page["svgPlots"] == page["plots"] >= 5, page
+    assert "Interactive explorer, shown as it was saved" in page["text"]

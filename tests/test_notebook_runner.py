@@ -159,7 +159,8 @@ def test_output_checks_find_stderr_and_frozen_progress_bars():
 
     cell = nbformat.v4.new_code_cell("work()")
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="USDT: profiler_start\n"),
-                    nbformat.v4.new_output("stream", name="stdout", text="Loading weights:   0%|          | 0/66\r")]
+                    nbformat.v4.new_output("stream", name="stdout",
+                                           text="Loading weights:   0%|          | 0/66\r")]
     quiet = nbformat.v4.new_code_cell("print('done')")
     quiet.outputs = [nbformat.v4.new_output("stream", name="stdout", text="done 50% of the way\n")]
     problems = output_problems(_lesson(cell, quiet))

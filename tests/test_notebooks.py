@@ -264,7 +264,8 @@ def test_09_deploys_the_student_and_reads_an_ecg_file(smoke_run):
         assert 0.0 <= m[key] <= 1.0
     assert m["onnx_max_abs_diff"] < 1e-4
     assert m["onnx_test_macro_auc"] == pytest.approx(m["float_test_macro_auc"], abs=1e-3)
-    assert m["float_test_macro_auc"] == pytest.approx(m08["student_test_macro_auc"], abs=1e-6)  # the same student
+    same_student = m08["student_test_macro_auc"]
+    assert m["float_test_macro_auc"] == pytest.approx(same_student, abs=1e-6)
     assert m["quantised_int8_weights"] == 64 * 5
     assert m["quantised_int8_weights"] + m["quantised_float_weights"] == m["student_params"]
     assert m["quantised_latency_ms"] > 0 and m["float_latency_ms"] > 0
@@ -306,5 +307,6 @@ def test_executed_notebooks_write_nothing_to_stderr_and_freeze_no_progress_bar(s
     from evl_lite.course.hygiene import output_problems
 
     out = Path(smoke_run["out_dir"])
-    problems = {name: output_problems(nbformat.read(out / name, as_version=4)) for name in smoke_run["notebooks"]}
+    problems = {name: output_problems(nbformat.read(out / name, as_version=4))
+                for name in smoke_run["notebooks"]}
     assert not any(problems.values()), {k: v for k, v in problems.items() if v}

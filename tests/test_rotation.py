@@ -59,8 +59,9 @@ def test_the_pooled_bootstrap_is_centred_on_the_difference_and_zero_for_identica
 @pytest.fixture(scope="module")
 def smoke_rotation(tmp_path_factory, one_thread):
     out = tmp_path_factory.mktemp("rotation") / "run"
-    results = run_rotation("synthetic", None, ["scratch", "kd", "sp"], 1, out, smoke=True, progress=False,
-                           n_boot=30)
+    results = run_rotation(
+        "synthetic", None, ["scratch", "kd", "sp"], 1, out, smoke=True, progress=False, n_boot=30
+    )
     return out, results
 
 
@@ -85,10 +86,14 @@ def test_a_smoke_rotation_pools_every_record_once_and_compares_on_validation(smo
 
 def test_a_resumed_rotation_loads_its_runs_and_refuses_other_folds_or_teachers(smoke_rotation):
     out, first = smoke_rotation
-    again = run_rotation("synthetic", None, ["scratch", "kd", "sp"], 1, out, smoke=True, progress=False,
-                         n_boot=30)
+    again = run_rotation(
+        "synthetic", None, ["scratch", "kd", "sp"], 1, out, smoke=True, progress=False, n_boot=30
+    )
     assert again["runs_computed"] == 0 and again["teachers_computed"] == 0
-    assert again["summary"]["table"]["kd"]["pooled_macro_auc"] == first["summary"]["table"]["kd"]["pooled_macro_auc"]
+    assert (
+        again["summary"]["table"]["kd"]["pooled_macro_auc"]
+        == first["summary"]["table"]["kd"]["pooled_macro_auc"]
+    )
 
     result_file = out / "rotation-2" / "runs" / "kd" / "seed0" / "result.json"
     stored = json.loads(result_file.read_text())
@@ -115,7 +120,9 @@ def test_rotate_on_data_without_ten_folds_is_refused(tmp_path, one_thread):
     database = pd.read_csv(root / "ptbxl_database.csv")
     database.loc[database["strat_fold"] == 10, "strat_fold"] = 9
     database.to_csv(root / "ptbxl_database.csv", index=False)
-    with pytest.raises(ECGDataError, match="ten strat_fold folds 1-10; this data set has \\[1, 2, 3, 4, 5, 6, 7, 8, 9\\]"):
+    with pytest.raises(
+        ECGDataError, match="ten strat_fold folds 1-10; this data set has \\[1, 2, 3, 4, 5, 6, 7, 8, 9\\]"
+    ):
         run_rotation("ptbxl", root, ["kd"], 1, tmp_path / "out", smoke=True, progress=False)
 
 
@@ -123,6 +130,21 @@ def test_rotate_refuses_label_budgets_and_transfer_records(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "evl_lite", "experiment", "--folds", "rotate", "--smoke",
-                           "--labelled", "50", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "evl_lite",
+            "experiment",
+            "--folds",
+            "rotate",
+            "--smoke",
+            "--labelled",
+            "50",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "--folds rotate trains every method with every label" in proc.stderr

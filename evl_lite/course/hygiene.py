@@ -67,7 +67,9 @@ def strip_notebooks(paths: list[str | os.PathLike] | None = None) -> list[Path]:
 
 SETUP_LINE_LIMIT = 15  # non-blank lines of a notebook's setup cell (the first after the parameters)
 # A markdown cell names no issue and no dated run: research history belongs in docs/, not in a lesson.
-HISTORY_PATTERN = re.compile(r"\bissue\s*#?\d+|(?<![\w&])#\d+\b|\b20\d\d-\d\d-\d\d\b|\bruns/\w+|\.\./shared", re.I)
+HISTORY_PATTERN = re.compile(
+    r"\bissue\s*#?\d+|(?<![\w&])#\d+\b|\b20\d\d-\d\d-\d\d\b|\bruns/\w+|\.\./shared", re.I
+)
 # A progress bar frozen into a saved output: "37%|###   |" or carriage-return redraws.
 PROGRESS_PATTERN = re.compile(r"\d+%\|| \d+/\d+ \[\d|\r(?!\n)")
 
@@ -79,7 +81,8 @@ def _tags(cell) -> list[str]:
 def _dumps_a_dictionary(source: str) -> bool:
     """Whether a code cell ends by displaying a dictionary (a literal, a comprehension or ``metrics``)."""
     try:
-        tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+        python = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        tree = ast.parse("\n".join(python))
     except SyntaxError:
         return False
     last = tree.body[-1] if tree.body else None
@@ -119,6 +122,7 @@ def output_problems(nb: nbformat.NotebookNode) -> list[str]:
             elif PROGRESS_PATTERN.search(text):
                 problems.append(f"cell {i}: a progress bar froze into the output: {text.strip()[:80]!r}")
             data = out.get("data", {})
-            if "application/vnd.jupyter.widget-view+json" in data and "progress" in str(data.get("text/plain", "")).lower():
+            text_plain = str(data.get("text/plain", "")).lower()
+            if "application/vnd.jupyter.widget-view+json" in data and "progress" in text_plain:
                 problems.append(f"cell {i}: a progress-bar widget froze into the output")
     return problems

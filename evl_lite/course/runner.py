@@ -3,7 +3,7 @@
 Each notebook gets the shared parameters (``SMOKE``, ``DATA_SOURCE``, ``DATA_DIR``, ``SEED``)
 and its own ``OUTPUT_DIR = <out>/<notebook stem>``, where it records ``metrics.json``. The
 executed copies are written to ``<out>/<notebook name>``, their HTML exports to
-``<out>/html/`` (plotly figures included: see ``plots.choose_renderer``), a
+``<out>/html/`` (complete offline: :mod:`evl_lite.course.export`), a
 ``summary.json`` (per notebook: status, seconds, metrics) and an ``index.html`` linking
 every export to ``<out>``. The collection stops at the first failure, naming the notebook,
 the cell and the error; ``resume=True`` keeps the notebooks that finished and starts from
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evl_lite.atomic import write_json_atomic, write_text_atomic
+from evl_lite.course.export import export_html
 
 MODES: dict[str, dict[str, Any]] = {
     "smoke": {"SMOKE": True},  # tiny data and epochs: seconds per notebook, for tests
@@ -181,20 +182,6 @@ def finished_notebooks(out: Path, parameters: dict[str, Any]) -> dict[str, dict[
             break
         done[name] = entry
     return done
-
-
-def export_html(executed: Path, html_dir: Path) -> str | None:
-    """HTML export of an executed notebook (plotly figures embedded); its path, or None without one."""
-    if not executed.is_file():
-        return None
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    html_dir.mkdir(parents=True, exist_ok=True)
-    target = html_dir / f"{executed.stem}.html"
-    write_text_atomic(target, body)
-    return str(target)
 
 
 def write_index(out: Path, summary: dict[str, Any]) -> Path:

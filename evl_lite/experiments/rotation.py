@@ -56,22 +56,32 @@ def rotation_folds(k: int) -> dict[str, list[int]]:
     return {"test": [k], "val": [val], "train": [f for f in FOLDS if f not in (k, val)]}
 
 
-def all_records(source: str, data_dir: str | os.PathLike | None, smoke: bool = False
-                ) -> tuple[ECGSplit, np.ndarray, Path]:
+def all_records(
+    source: str, data_dir: str | os.PathLike | None, smoke: bool = False
+) -> tuple[ECGSplit, np.ndarray, Path]:
     """Every labelled record of the data set, prepared for the models, and its fold [N]."""
     root = benchmark_root(source, data_dir, smoke)
     database = load_ptbxl(root).database
     present = sorted({int(f) for f in database["strat_fold"].dropna()})
     if present != list(FOLDS):
-        raise ECGDataError(root / "ptbxl_database.csv",
-                           f"--folds rotate needs the ten strat_fold folds 1-10; this data set has {present}")
-    splits = cached_splits(root, model_preprocessing(), MODEL_NORMALISATION, default_data_root() / "cache",
-                           progress=False)
+        raise ECGDataError(
+            root / "ptbxl_database.csv",
+            f"--folds rotate needs the ten strat_fold folds 1-10; this data set has {present}",
+        )
+    splits = cached_splits(
+        root, model_preprocessing(), MODEL_NORMALISATION, default_data_root() / "cache", progress=False
+    )
     parts = [splits[name] for name in ("train", "val", "test")]
     ids = np.concatenate([p.ecg_ids for p in parts])
     folds = database.loc[ids, "strat_fold"].to_numpy()
-    merged = ECGSplit(name="all", x=np.concatenate([p.x for p in parts]), y=np.concatenate([p.y for p in parts]),
-                      ecg_ids=ids, fs=parts[0].fs, classes=parts[0].classes)
+    merged = ECGSplit(
+        name="all",
+        x=np.concatenate([p.x for p in parts]),
+        y=np.concatenate([p.y for p in parts]),
+        ecg_ids=ids,
+        fs=parts[0].fs,
+        classes=parts[0].classes,
+    )
     return merged, folds.astype(int), root
 
 
@@ -80,12 +90,16 @@ def rotation_data(records: ECGSplit, folds: np.ndarray, k: int, root: Path, sour
     splits = {}
     for name, chosen in rotation_folds(k).items():
         rows = np.flatnonzero(np.isin(folds, chosen))
-        split = dataclasses.replace(records, name=name, x=records.x[rows], y=records.y[rows],
-                                    ecg_ids=records.ecg_ids[rows])
+        split = dataclasses.replace(
+            records, name=name, x=records.x[rows], y=records.y[rows], ecg_ids=records.ecg_ids[rows]
+        )
         missing = [c for c, n in zip(split.classes, split.y.sum(axis=0), strict=True) if n == 0]
         if missing and name == "train":
-            raise ECGDataError(root, f"rotation {k}: the training folds {chosen} hold no record of class "
-                               f"{', '.join(missing)}; a student cannot learn it")
+            raise ECGDataError(
+                root,
+                f"rotation {k}: the training folds {chosen} hold no record of class "
+                f"{', '.join(missing)}; a student cannot learn it",
+            )
         splits[name] = split
     return BenchmarkData(root=root, splits=splits, source=source)
 
@@ -112,20 +126,31 @@ def rotation_teacher(backbone: str | None, data: BenchmarkData, out: Path, smoke
 
         torch.manual_seed(seed)
         model = ECGTransformer(recipe.model)
-    want = {"backbone": made_from, "train_ecg_ids": data.train.ecg_ids.tolist(),
-            "val_ecg_ids": data.val.ecg_ids.tolist()}
+    want = {
+        "backbone": made_from,
+        "train_ecg_ids": data.train.ecg_ids.tolist(),
+        "val_ecg_ids": data.val.ecg_ids.tolist(),
+    }
     if info_file.is_file():
         info = json.loads(info_file.read_text())
         if {k: info.get(k) for k in want} != want:
-            raise ECGDataError(out, "this rotation's teacher was fine-tuned from another backbone or on other "
-                               "folds than this run asks for; delete the directory to re-make it")
+            raise ECGDataError(
+                out,
+                "this rotation's teacher was fine-tuned from another backbone or on other "
+                "folds than this run asks for; delete the directory to re-make it",
+            )
         return ECGTransformer.from_pretrained(out).eval().requires_grad_(False), info
     for unused in (model.mask_token, *model.reconstruction_head.parameters()):
         unused.requires_grad_(False)  # pretraining's only
     start = time.perf_counter()
     result = train(model, data.train, data.val, recipe.finetune, out_dir=out / "finetuning", resume=True)
-    info = {**want, "best_val_macro_auc": result.best_val_auc, "best_epoch": result.best_epoch,
-            "seconds": time.perf_counter() - start, "recipe": recipe.as_dict()["finetune"]}
+    info = {
+        **want,
+        "best_val_macro_auc": result.best_val_auc,
+        "best_epoch": result.best_epoch,
+        "seconds": time.perf_counter() - start,
+        "recipe": recipe.as_dict()["finetune"],
+    }
     model.save_pretrained(out)
     write_json_atomic(info_file, info)
     return model.eval().requires_grad_(False), info
@@ -140,8 +165,9 @@ def pooled_auc(runs: list[dict], y_of: dict[int, np.ndarray]) -> tuple[float, np
     return macro_auc(y, scores[order])[0], y, scores[order]
 
 
-def paired_pooled_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0
-                            ) -> tuple[float, float]:
+def paired_pooled_bootstrap(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """95% interval of mean_s [AUC(a_s) - AUC(b_s)], resampling records and seeds.
 
     y [N, C]; a, b [S, N, C]: the pooled probabilities of two methods, seed by seed (paired).
@@ -154,38 +180,50 @@ def paired_pooled_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot:
         seeds = rng.integers(0, n_seeds, n_seeds)
         if (y[rows].sum(axis=0) == 0).any() or (y[rows].sum(axis=0) == n).any():
             continue  # a class without positives or negatives in this resample
-        diffs.append(np.mean([macro_auc(y[rows], a[s, rows])[0] - macro_auc(y[rows], b[s, rows])[0]
-                              for s in seeds]))
+        diffs.append(
+            np.mean([macro_auc(y[rows], a[s, rows])[0] - macro_auc(y[rows], b[s, rows])[0] for s in seeds])
+        )
     return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
 
 
-def summarise_rotation(runs: list[dict], methods: list[str], y_of: dict[int, np.ndarray],
-                       teachers: list[dict], n_boot: int = 1000) -> dict:
-    """Per method: pooled macro-AUC over seeds, per-fold AUC, validation AUC; comparisons (module docstring)."""
+def summarise_rotation(
+    runs: list[dict],
+    methods: list[str],
+    y_of: dict[int, np.ndarray],
+    teachers: list[dict],
+    n_boot: int = 1000,
+) -> dict:
+    """Per method: pooled macro-AUC over seeds, per-fold and validation AUC; the comparisons."""
     table, pooled = {}, {}
     for m in methods:
         mine = [r for r in runs if r["method"] == m]
         seeds = sorted({r["seed"] for r in mine})
         per_seed = []
         for s in seeds:
-            auc, y, scores = pooled_auc(sorted((r for r in mine if r["seed"] == s), key=lambda r: r["test_fold"]),
-                                        y_of)
+            auc, y, scores = pooled_auc(
+                sorted((r for r in mine if r["seed"] == s), key=lambda r: r["test_fold"]), y_of
+            )
             per_seed.append(auc)
             pooled[m, s] = scores
         table[m] = {
             "seeds": seeds,
             "pooled_macro_auc": over_seeds(per_seed),
-            "fold_macro_auc": {str(k): float(np.mean([r["macro_auc"] for r in mine if r["test_fold"] == k]))
-                               for k in FOLDS if any(r["test_fold"] == k for r in mine)},
+            "fold_macro_auc": {
+                str(k): float(np.mean([r["macro_auc"] for r in mine if r["test_fold"] == k]))
+                for k in FOLDS
+                if any(r["test_fold"] == k for r in mine)
+            },
             "val_macro_auc": over_seeds([r["val_macro_auc"] for r in mine]),
             "train_seconds": float(sum(r["train_seconds"] for r in mine)),
         }
     y = np.stack([y_of[i] for i in sorted(y_of)])
     teacher_ids = np.concatenate([t["test_ecg_ids"] for t in teachers])
     teacher_scores = np.concatenate([np.asarray(t["test_scores"]) for t in teachers])[np.argsort(teacher_ids)]
-    teacher = {"pooled_macro_auc": macro_auc(y, teacher_scores)[0],
-               "fold_macro_auc": {str(t["test_fold"]): t["test_macro_auc"] for t in teachers},
-               "val_macro_auc": float(np.mean([t["best_val_macro_auc"] for t in teachers]))}
+    teacher = {
+        "pooled_macro_auc": macro_auc(y, teacher_scores)[0],
+        "fold_macro_auc": {str(t["test_fold"]): t["test_macro_auc"] for t in teachers},
+        "val_macro_auc": float(np.mean([t["best_val_macro_auc"] for t in teachers])),
+    }
     baselines = [m for m in methods if m in BASELINES and m != "scratch"]
     comparisons = {}
     if baselines:
@@ -195,11 +233,20 @@ def summarise_rotation(runs: list[dict], methods: list[str], y_of: dict[int, np.
             a = np.stack([pooled[m, s] for s in seeds])
             b = np.stack([pooled[best, s] for s in seeds])
             diffs = [macro_auc(y, a[i])[0] - macro_auc(y, b[i])[0] for i in range(len(seeds))]
-            comparisons[m] = {"against": best, "chosen_on": "validation", "seeds": seeds,
-                              "diffs": diffs, "mean": float(np.mean(diffs)),
-                              "ci95": list(paired_pooled_bootstrap(y, a, b, n_boot)),
-                              "folds_better": int(sum(table[m]["fold_macro_auc"][k] > table[best]["fold_macro_auc"][k]
-                                                      for k in table[m]["fold_macro_auc"]))}
+            comparisons[m] = {
+                "against": best,
+                "chosen_on": "validation",
+                "seeds": seeds,
+                "diffs": diffs,
+                "mean": float(np.mean(diffs)),
+                "ci95": list(paired_pooled_bootstrap(y, a, b, n_boot)),
+                "folds_better": int(
+                    sum(
+                        table[m]["fold_macro_auc"][k] > table[best]["fold_macro_auc"][k]
+                        for k in table[m]["fold_macro_auc"]
+                    )
+                ),
+            }
     return {"table": table, "teacher": teacher, "comparisons": comparisons, "n_records": len(y)}
 
 
@@ -224,17 +271,32 @@ def rotation_markdown(results: dict) -> str:
         versus = "best baseline (validation)" if m == best else (f"{c['mean']:+.4f}" if c else "-")
         ci = f"{c['ci95'][0]:+.4f} to {c['ci95'][1]:+.4f}" if c else "-"
         better = f"{c['folds_better']} of {len(row['fold_macro_auc'])}" if c else "-"
-        lines.append(f"| {m} | {auc['mean']:.3f} ± {auc['sd']:.3f} | {versus} | {ci} | {better} "
-                     f"| {row['val_macro_auc']['mean']:.3f} |")
-    lines += ["", "Test macro-AUC per fold (mean over seeds):", "",
-              "| method | " + " | ".join(str(k) for k in FOLDS) + " |", "|---|" + "---|" * len(FOLDS)]
-    for name, folds in [("teacher", t["fold_macro_auc"])] + [(m, r["fold_macro_auc"]) for m, r in s["table"].items()]:
-        lines.append(f"| {name} | " + " | ".join(f"{folds[str(k)]:.3f}" if str(k) in folds else "-"
-                                                 for k in FOLDS) + " |")
-    lines += ["", f"Command: `{shell_command(results['provenance'])}`; commit {results['provenance']['commit']}; "
-              f"{results['provenance']['machine']}; {results['wall_seconds'] / 60:.1f} min wall time "
-              f"({results['runs_computed']} of {len(results['runs'])} student runs and "
-              f"{results['teachers_computed']} of 10 teachers computed in that invocation)."]
+        lines.append(
+            f"| {m} | {auc['mean']:.3f} ± {auc['sd']:.3f} | {versus} | {ci} | {better} "
+            f"| {row['val_macro_auc']['mean']:.3f} |"
+        )
+    lines += [
+        "",
+        "Test macro-AUC per fold (mean over seeds):",
+        "",
+        "| method | " + " | ".join(str(k) for k in FOLDS) + " |",
+        "|---|" + "---|" * len(FOLDS),
+    ]
+    for name, folds in [("teacher", t["fold_macro_auc"])] + [
+        (m, r["fold_macro_auc"]) for m, r in s["table"].items()
+    ]:
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{folds[str(k)]:.3f}" if str(k) in folds else "-" for k in FOLDS)
+            + " |"
+        )
+    lines += [
+        "",
+        f"Command: `{shell_command(results['provenance'])}`; commit {results['provenance']['commit']}; "
+        f"{results['provenance']['machine']}; {results['wall_seconds'] / 60:.1f} min wall time "
+        f"({results['runs_computed']} of {len(results['runs'])} student runs and "
+        f"{results['teachers_computed']} of 10 teachers computed in that invocation).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -273,31 +335,52 @@ def run_rotation(
         teacher, info = rotation_teacher(backbone, data, rot_dir / "teacher", smoke)
         teachers_computed += not had_teacher
         test_scores = predict(teacher, data.test.x, **window)
-        teachers.append({"test_fold": k, "best_val_macro_auc": info["best_val_macro_auc"],
-                         "test_macro_auc": macro_auc(data.test.y, test_scores)[0],
-                         "test_ecg_ids": data.test.ecg_ids.tolist(), "test_scores": test_scores.tolist(),
-                         "seconds": info.get("seconds")})
-        cache = TeacherCache.build(teacher, data.train.x, config.crop, starts, cache_dir=out / "teacher_cache",
-                                   progress=False)
+        teachers.append(
+            {
+                "test_fold": k,
+                "best_val_macro_auc": info["best_val_macro_auc"],
+                "test_macro_auc": macro_auc(data.test.y, test_scores)[0],
+                "test_ecg_ids": data.test.ecg_ids.tolist(),
+                "test_scores": test_scores.tolist(),
+                "seconds": info.get("seconds"),
+            }
+        )
+        cache = TeacherCache.build(
+            teacher, data.train.x, config.crop, starts, cache_dir=out / "teacher_cache", progress=False
+        )
         for seed in range(seeds):
             for method in methods:
                 if progress and state.is_main_process:
                     print(f"[rotation {k}] {method} seed {seed}", flush=True)
-                run = _run_one(method, seed, data, cache, smoke, distill_config,
-                               rot_dir / "runs" / method / f"seed{seed}", state,
-                               {"test_fold": k, "val_fold": rotation_folds(k)["val"][0]}, keep_scores=True)
+                run = _run_one(
+                    method,
+                    seed,
+                    data,
+                    cache,
+                    smoke,
+                    distill_config,
+                    rot_dir / "runs" / method / f"seed{seed}",
+                    state,
+                    {"test_fold": k, "val_fold": rotation_folds(k)["val"][0]},
+                    keep_scores=True,
+                )
                 runs.append(run)
     summary = summarise_rotation(runs, methods, y_of, teachers, n_boot=n_boot)
     results = {
-        "data": source, "path": str(root), "folds": "rotate", "smoke": smoke, "methods": methods,
+        "data": source,
+        "path": str(root),
+        "folds": "rotate",
+        "smoke": smoke,
+        "methods": methods,
         "seeds": list(range(seeds)),
         "backbone": backbone or ("a smoke-size transformer" if smoke else "ptbxl"),
         "teachers": [{k: v for k, v in t.items() if k != "test_scores"} for t in teachers],
         "distill_config": (distill_config or DistillConfig()).to_dict(),
         "student_train_config": {k: v for k, v in vars(config).items() if k not in ("seed", "progress")},
         "summary": summary,
-        "runs": [{k: v for k, v in r.items() if k not in ("resumed", "test_scores", "test_ecg_ids")}
-                 for r in runs],
+        "runs": [
+            {k: v for k, v in r.items() if k not in ("resumed", "test_scores", "test_ecg_ids")} for r in runs
+        ],
         "wall_seconds": time.perf_counter() - start,
         "runs_computed": sum(not r.get("resumed") for r in runs),
         "teachers_computed": teachers_computed,
