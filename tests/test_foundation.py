@@ -13,15 +13,11 @@ import torch
 from conftest import accelerate_launch, requires_accelerate
 
 from evl_lite.cli import main
+from evl_lite.data.draws import CORPUS_SEED, EVALUATION_SEED, WORKSHOP_SEED_LIMIT
 from evl_lite.data.synthetic import generate_dataset
 from evl_lite.errors import ECGDataError
 from evl_lite.foundation import load_teacher, shipped_teachers
-from evl_lite.foundation.corpus import (
-    CORPUS_SEED,
-    EVALUATION_SEED,
-    WORKSHOP_SEED_LIMIT,
-    check_not_trained_on,
-)
+from evl_lite.foundation.corpus import check_not_trained_on
 from evl_lite.foundation.ensemble import compare_ensemble, ensemble_probabilities
 from evl_lite.foundation.hub import WEIGHTS_DIR, ModelCard, sha256_file
 from evl_lite.models.output import count_parameters

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from evl_lite.data.dataset import ECGSplit, prepare_splits
+from evl_lite.data.draws import evaluation_dir
 from evl_lite.data.preprocessing import PreprocessConfig
 from evl_lite.data.ptbxl import PTBXL, load_ptbxl, load_signals, read_header
 from evl_lite.data.sources import default_data_root, resolve_data_dir
@@ -93,7 +94,7 @@ def load_benchmark_data(
     """Train (folds 1-8), validation (9) and test splits, preprocessed for the models.
 
     The test split is fold 10, except on synthetic data: there it is the large evaluation draw
-    (2,000 records of its own seed, :func:`evl_lite.foundation.corpus.evaluation_split`), so a
+    (2,000 records of its own seed, :func:`evaluation_split`), so a
     macro-AUC's 95% interval is about +-0.005 and methods can be told apart.
     With ``cache`` the preprocessed splits are kept in ``data/cache`` and reused while the
     records and the preprocessing code are unchanged (:mod:`evl_lite.data.split_cache`).
@@ -106,8 +107,6 @@ def load_benchmark_data(
     else:
         splits, _ = prepare_splits(root, config=config, normalisation=MODEL_NORMALISATION, progress=progress)
     if source == "synthetic":
-        from evl_lite.foundation.corpus import evaluation_split
-
         splits = {**splits, "test": evaluation_split(smoke, progress=progress)}
     return BenchmarkData(root=root, splits=splits, source=source)
 
@@ -146,3 +145,16 @@ def directory_records(path: str | os.PathLike, progress: bool = True) -> np.ndar
         return load_signals(db, sampling_rate=100, allow_normalised=True, progress=progress)
     other = load_benchmark_data("ptbxl", path, progress=progress)
     return np.concatenate([split.x for split in other.splits.values()])
+
+
+def evaluation_split(smoke: bool = False, progress: bool = True) -> ECGSplit:
+    """Every record of the evaluation draw as one test split, preprocessed for the models."""
+    data = load_benchmark_data("ptbxl", evaluation_dir(smoke, progress), progress=progress)
+    parts = list(data.splits.values())
+    return ECGSplit(
+        name="evaluation",
+        x=np.concatenate([s.x for s in parts]),
+        y=np.concatenate([s.y for s in parts]),
+        ecg_ids=np.concatenate([s.ecg_ids for s in parts]),
+        fs=parts[0].fs,
+    )

@@ -3,7 +3,8 @@
 ``python -m evl_lite results docs/results.md results/experiment_ptbxl500 results/experiment_synthetic``
 rewrites what lies between ``<!-- results:begin -->`` and ``<!-- results:end -->`` with one
 subsection per experiment directory, built from its ``results.json`` by
-:func:`evl_lite.experiments.single_split.results_markdown`. A test regenerates the section from the
+:func:`evl_lite.experiments.single_split.results_markdown` (or, for a 10-fold rotation,
+:func:`evl_lite.experiments.rotation.rotation_markdown`). A test regenerates the section from the
 committed results and compares, so the page cannot drift from them.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from evl_lite.atomic import write_text_atomic
 from evl_lite.errors import ECGDataError
+from evl_lite.experiments.rotation import rotation_markdown
 from evl_lite.experiments.single_split import results_markdown
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -28,7 +30,8 @@ def results_section(result_dirs: list[str | os.PathLike]) -> str:
         if not path.is_file():
             raise ECGDataError(path, "is missing: run `python -m evl_lite experiment --out DIR` first")
         results = json.loads(path.read_text())
-        parts.append(f"### `{directory.as_posix()}`\n\n{results_markdown(results)}")
+        table = rotation_markdown(results) if results.get("folds") == "rotate" else results_markdown(results)
+        parts.append(f"### `{directory.as_posix()}`\n\n{table}")
     return "\n".join(parts)
 
 

@@ -28,19 +28,18 @@ import torch
 from safetensors.torch import save_file
 
 from evl_lite.atomic import replace_directory
-from evl_lite.data.benchmark import directory_records, load_benchmark_data
-from evl_lite.data.ptbxl import load_ptbxl
-from evl_lite.data.synthetic import synthetic_draw
-from evl_lite.errors import ECGDataError
-from evl_lite.evaluation.metrics import bootstrap_ci, macro_auc
-from evl_lite.foundation.corpus import (
+from evl_lite.data.benchmark import directory_records, evaluation_split, load_benchmark_data
+from evl_lite.data.draws import (
     CORPUS_SEED,
     EVALUATION_SEED,
     WORKSHOP_SEED_LIMIT,
     corpus_dir,
-    corpus_record,
-    evaluation_split,
 )
+from evl_lite.data.ptbxl import load_ptbxl
+from evl_lite.data.synthetic import synthetic_draw
+from evl_lite.errors import ECGDataError
+from evl_lite.evaluation.metrics import bootstrap_ci, macro_auc
+from evl_lite.foundation.corpus import corpus_record
 from evl_lite.foundation.hub import (
     BACKBONE_FILE,
     CARD_JSON,

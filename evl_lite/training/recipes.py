@@ -186,7 +186,8 @@ def resolve_teacher(
     is refused on data its card says it was trained on.
     ``info["best_val_macro_auc"]`` is the teacher's validation macro-AUC on ``data``.
     """
-    from evl_lite.foundation.corpus import check_not_trained_on, evaluation_dir
+    from evl_lite.data.draws import evaluation_dir
+    from evl_lite.foundation.corpus import check_not_trained_on
     from evl_lite.foundation.hub import CARD_JSON, load_teacher
     from evl_lite.training.loop import predict
 
