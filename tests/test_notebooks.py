@@ -176,8 +176,8 @@ def test_03_student_reuses_the_teacher_and_compares_kd_with_scratch(smoke_run):
 
 def test_07_trains_every_method_and_reads_the_comparison(smoke_run):
     m = metrics_of(smoke_run, "07_full_training")
-    expected = ["scratch", "kd", "fitnet", "rkd", "sp", "evl", "evl-no-cross_attention", "evl-no-ot",
-                "evl-no-relation"]
+    expected = ["scratch", "kd", "fitnet", "rkd", "sp", "ofa", "crd", "evl", "evl-no-cross_attention",
+                "evl-no-ot", "evl-no-relation"]
     assert m["methods"] == expected and set(m["test_macro_auc"]) == set(expected)
     assert all(0 <= v <= 1 for v in m["test_macro_auc"].values())
     assert m["evl_loss_terms"] == ["bce", "cross_attention", "kd", "ot", "relation"]
@@ -191,6 +191,10 @@ def test_07_trains_every_method_and_reads_the_comparison(smoke_run):
     assert any(line.startswith(f"EVL minus the best baseline ({best}, chosen on validation): "
                                f"{m['evl_minus_best_baseline']:+.3f}") for line in m["reading"]), m["reading"]
     assert not any("beats" in line for line in m["reading"])  # a gap is read with its interval, not as a win
+    assert m["best_baseline"] in ("kd", "fitnet", "rkd", "sp", "ofa", "crd")
+    assert m["fitnet_minus_kd"] == pytest.approx(auc["fitnet"] - auc["kd"])
+    side = "above" if m["fitnet_minus_kd"] > 0 else "below"
+    assert any(line.startswith(f"FitNet's hints (KD + FitNet) {side} plain KD") for line in m["reading"])
     # label efficiency: scratch, kd and evl at the few-label budget, then at every label (the runs above)
     rows = m["label_efficiency"]
     n_few = min(200, m["n_train"] // 2)
