@@ -100,6 +100,35 @@ def _labelled_arg(text: str) -> list[int | str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _distill_arg(text: str):
+    from evl_lite.distillation.evl import DistillConfig
+
+    try:
+        return DistillConfig.from_json(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _grid_arg(text: str) -> dict:
+    from evl_lite.experiments.tuning import grid_configs
+
+    try:
+        grid = json.loads(text)
+        grid_configs(grid)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return grid
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from evl_lite.experiments.tuning import run_tuning
+
+    run_tuning(args.data, args.path, args.method, args.grid, args.seeds, args.out, args.transfer, args.smoke,
+               progress=not args.quiet)
+    print((Path(args.out) / "tuning.md").read_text())
+    return 0
+
+
 def _experiment(args: argparse.Namespace) -> int:
     if args.folds == "rotate":
         from evl_lite.experiments.rotation import run_rotation
@@ -108,13 +137,13 @@ def _experiment(args: argparse.Namespace) -> int:
             raise ECGDataError(None, "--folds rotate trains every method with every label of its training "
                                "folds; --labelled, --transfer and --unlabelled are for the single split")
         results = run_rotation(args.data, args.path, args.methods, args.seeds, args.out, args.smoke,
-                               backbone=args.teacher, progress=not args.quiet)
+                               backbone=args.teacher, distill_config=args.distill, progress=not args.quiet)
     else:
         from evl_lite.experiments.single_split import run_experiment
 
         results = run_experiment(args.data, args.path, args.methods, args.seeds, args.out, args.unlabelled,
-                                 args.smoke, args.teacher, progress=not args.quiet, labelled=args.labelled,
-                                 transfer_dir=args.transfer)
+                                 args.smoke, args.teacher, distill_config=args.distill,
+                                 progress=not args.quiet, labelled=args.labelled, transfer_dir=args.transfer)
     from evl_lite.training.loop import process_state
 
     if process_state().is_main_process:
@@ -408,9 +437,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="benchmark: train folds 1-8, validate on 9, test on 10; rotate: every fold tested "
                    "once (validation the next), a teacher per rotation fine-tuned from --teacher's "
                    "pretrained backbone (default ptbxl), out-of-fold predictions pooled")
+    p.add_argument("--distill", type=_distill_arg, default=None,
+                   help="distillation settings changed from the defaults, as JSON, e.g. "
+                   '\'{"ot_weight": 0.5}\' (choose them with `tune`, on validation)')
     p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_experiment)
+
+    p = commands.add_parser(
+        "tune", help="try distillation settings on validation only (never the test split); resumable"
+    )
+    p.add_argument("--data", choices=["synthetic", "ptbxl"], default="synthetic")
+    p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
+    p.add_argument("--method", type=lambda t: _methods_arg(t)[0], default="evl", help="the method to tune")
+    p.add_argument("--grid", type=_grid_arg, required=True,
+                   help='settings and the values to try, as JSON: \'{"ot_weight": [0.5, 1, 2]}\'')
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--transfer", default=None, help="unlabelled records the distillation losses also read")
+    p.add_argument("--out", required=True)
+    p.add_argument("--smoke", action="store_true", help="tiny models and data, 2 epochs (seconds)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_tune)
 
     p = commands.add_parser(
         "notebooks",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -91,9 +92,9 @@ def provenance(**extra) -> dict:
     ``environment`` holds those of :data:`RESULT_VARIABLES` that are set (empty: none).
     """
     return {
-        "command": " ".join(["python -m evl_lite", *sys.argv[1:]])
+        "command": shlex.join(["python", "-m", "evl_lite", *sys.argv[1:]])  # quoted: it can be pasted
         if sys.argv[0].endswith("__main__.py")
-        else " ".join(sys.argv),
+        else shlex.join(sys.argv),
         "environment": {name: os.environ[name] for name in RESULT_VARIABLES if name in os.environ},
         "commit": git_commit(),
         "machine": machine_description(),

@@ -9,7 +9,8 @@ with logit KD. ``scratch`` is the student with BCE only.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, fields, replace
 
 from torch import nn
 
@@ -61,6 +62,20 @@ class DistillConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, text: str) -> DistillConfig:
+        """``'{"ot_weight": 0.5}'`` -> the default config with those fields changed; bad fields are errors."""
+        try:
+            changes = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"distillation settings must be a JSON object: {exc}") from None
+        if not isinstance(changes, dict):
+            raise ValueError(f"distillation settings must be a JSON object, not {text!r}")
+        valid = {f.name: f.type for f in fields(cls)}
+        if unknown := sorted(set(changes) - set(valid)):
+            raise ValueError(f"unknown distillation setting(s) {unknown}; choose from {', '.join(valid)}")
+        return replace(cls(), **changes)
+
 
 def method_losses(
     method: str, d_student: int, d_teacher: int, config: DistillConfig | None = None,
@@ -89,6 +104,32 @@ def method_losses(
         "ofa": (lambda: OFAKD(stage_channels, len(SUPERCLASSES), c.ofa_eps, c.ofa_temperature), c.ofa_weight),
         "crd": (lambda: CRD(d_student, d_teacher, c.crd_dim, c.crd_temperature), c.crd_weight),
     }
+    names = loss_names(method)
+    return {n: factories[n][0]() for n in names}, {n: factories[n][1] for n in names}
+
+
+# The DistillConfig fields each loss reads (its weight included).
+LOSS_FIELDS = {
+    "kd": ("temperature", "kd_weight"),
+    "cross_attention": ("cross_attention_weight", "cross_attention_heads"),
+    "ot": ("ot_weight", "ot_reg", "ot_marginals"),
+    "relation": ("relation_weight",),
+    "fitnet": ("fitnet_weight",),
+    "rkd": ("rkd_weight",),
+    "sp": ("sp_weight",),
+    "ofa": ("ofa_weight", "ofa_eps", "ofa_temperature"),
+    "crd": ("crd_weight", "crd_temperature", "crd_dim"),
+}
+
+
+def method_settings(method: str, config: DistillConfig | None = None) -> dict:
+    """The settings ``method``'s losses read from ``config``: what a stored run is checked against."""
+    c = (config or DistillConfig()).to_dict()
+    return {f: c[f] for name in loss_names(method) for f in LOSS_FIELDS[name]}
+
+
+def loss_names(method: str) -> tuple[str, ...]:
+    """The losses that make ``method`` (besides the supervised BCE)."""
     if method == "scratch":
         names: tuple[str, ...] = ()
     elif method == "kd":
@@ -105,4 +146,4 @@ def method_losses(
         names = ("kd", *(n for n in EVL_COMPONENTS if n != method.removeprefix("evl-no-")))
     else:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    return {n: factories[n][0]() for n in names}, {n: factories[n][1] for n in names}
+    return names

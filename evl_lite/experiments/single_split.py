@@ -50,7 +50,7 @@ from evl_lite.data.label_budget import (
     parse_budgets,
     transfer_records,
 )
-from evl_lite.distillation.evl import DistillConfig
+from evl_lite.distillation.evl import DistillConfig, method_settings
 from evl_lite.distillation.names import ABLATIONS, BASELINES, parse_methods
 from evl_lite.distillation.teacher_cache import TeacherCache
 from evl_lite.errors import ECGDataError
@@ -118,6 +118,13 @@ def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, st
                 f"this {method} student had the labels of other records than its budget selects now; "
                 f"delete {run_dir} to re-run it",
             )
+        settings = method_settings(method, distill_config)  # a run stored before they were kept: as now
+        if stored.get("distill_settings", settings) != settings:
+            raise ECGDataError(
+                result_file,
+                f"this {method} student was distilled with other settings ({stored['distill_settings']}, "
+                f"now {settings}); delete {run_dir} or choose another --out to compare both",
+            )
         changed = [k for k in ("test_fold", "val_fold") if k in budget and stored.get(k) != budget[k]]
         if keep_scores and stored.get("test_ecg_ids") != data.test.ecg_ids.tolist():
             changed.append("test records")
@@ -155,6 +162,7 @@ def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, st
         "train_seconds": seconds,
         "final_train_losses": {k: v for k, v in trained.history[-1].items() if k.startswith("train_")},
         "teacher_fingerprint": cache.key,  # checked when the run is resumed
+        "distill_settings": method_settings(method, distill_config),  # so is this
         "train_records": len(data.train),  # labelled and transfer records the student trained on
         **budget,
     }
