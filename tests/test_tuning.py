@@ -42,14 +42,21 @@ def test_tuning_never_reads_the_test_split_and_ranks_on_validation(tmp_path, mon
 
     monkeypatch.setattr(tuning, "distill_student", spy)
     out = tmp_path / "tune"
-    summary = run_tuning("synthetic", None, "evl", {"ot_weight": [0.5, 1.0]}, 1, out, smoke=True, progress=False)
+    summary = run_tuning(
+        "synthetic", None, "evl", {"ot_weight": [0.5, 1.0]}, 1, out, smoke=True, progress=False
+    )
     assert seen == [{"train", "val"}] * 2  # no test split reached any student
     aucs = [r["val_macro_auc"]["mean"] for r in summary["configurations"]]
-    assert aucs == sorted(aucs, reverse=True) and summary["chosen"] == summary["configurations"][0]["configuration"]
+    assert (
+        aucs == sorted(aucs, reverse=True)
+        and summary["chosen"] == summary["configurations"][0]["configuration"]
+    )
     assert "test" not in json.dumps(summary["configurations"])
     text = (out / "tuning.md").read_text()
     assert "the test split is never read" in text and "--distill" in text
-    again = run_tuning("synthetic", None, "evl", {"ot_weight": [0.5, 1.0]}, 1, out, smoke=True, progress=False)
+    again = run_tuning(
+        "synthetic", None, "evl", {"ot_weight": [0.5, 1.0]}, 1, out, smoke=True, progress=False
+    )
     assert len(seen) == 2 and again["configurations"] == summary["configurations"]  # resumed, nothing trained
 
 
@@ -59,9 +66,25 @@ def test_an_experiment_refuses_a_stored_run_distilled_with_other_settings(tmp_pa
     monkeypatch.setenv("EVL_LITE_DATA", str(tmp_path / "data"))
     out = tmp_path / "experiment"
     run_experiment("synthetic", None, ["kd", "evl"], 1, out, smoke=True, progress=False)
-    again = run_experiment("synthetic", None, ["kd"], 1, out, smoke=True, progress=False,
-                           distill_config=DistillConfig(ot_weight=0.5))
+    again = run_experiment(
+        "synthetic",
+        None,
+        ["kd"],
+        1,
+        out,
+        smoke=True,
+        progress=False,
+        distill_config=DistillConfig(ot_weight=0.5),
+    )
     assert again["runs_computed"] == 0  # KD reads no OT setting: its run is reused
     with pytest.raises(ECGDataError, match="distilled with other settings"):
-        run_experiment("synthetic", None, ["evl"], 1, out, smoke=True, progress=False,
-                       distill_config=DistillConfig(ot_weight=0.5))
+        run_experiment(
+            "synthetic",
+            None,
+            ["evl"],
+            1,
+            out,
+            smoke=True,
+            progress=False,
+            distill_config=DistillConfig(ot_weight=0.5),
+        )
