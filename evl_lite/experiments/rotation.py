@@ -11,8 +11,8 @@ validation fold k mod 10 + 1, training the other eight. For each rotation:
    PTB-XL-500) fine-tuned with the foundation recipe on that rotation's training folds only,
    selected on its validation fold (``rotation-k/teacher``, resumable);
 2. its outputs cached over the training folds; every method and seed trained as on the single
-   split (:func:`evl_lite.experiments.single_split._run_one`: the methods of a seed paired), thresholds tuned
-   on the validation fold, probabilities kept for the test fold.
+   split (:func:`evl_lite.experiments.single_split.run_student`: the methods of a seed paired),
+   thresholds tuned on the validation fold, probabilities kept for the test fold.
 
 Pooled out-of-fold: each record's probabilities come from the rotation that tested it, so per
 method and seed one prediction per record, [500, 5], and one macro-AUC over all records. The
@@ -43,6 +43,7 @@ from evl_lite.distillation.names import BASELINES, parse_methods
 from evl_lite.distillation.teacher_cache import TeacherCache
 from evl_lite.errors import ECGDataError
 from evl_lite.evaluation.metrics import macro_auc, over_seeds
+from evl_lite.experiments.single_split import run_student
 from evl_lite.reproducibility import provenance, shell_command
 from evl_lite.training.loop import predict, process_state, train, window_starts
 from evl_lite.training.recipes import student_recipe
@@ -313,8 +314,6 @@ def run_rotation(
     n_boot: int = 1000,
 ) -> dict:
     """Run (or resume) the rotation; writes ``results.json`` and ``results.md`` into ``out_dir``."""
-    from evl_lite.experiments.single_split import _run_one
-
     start = time.perf_counter()
     state = process_state()
     record = provenance()
@@ -352,7 +351,7 @@ def run_rotation(
             for method in methods:
                 if progress and state.is_main_process:
                     print(f"[rotation {k}] {method} seed {seed}", flush=True)
-                run = _run_one(
+                run = run_student(
                     method,
                     seed,
                     data,

@@ -93,7 +93,7 @@ def run_directory(out: Path, budget: int | str, method: str, seed: int) -> Path:
     return runs / method / f"seed{seed}"
 
 
-def _run_one(method, seed, data, cache, smoke, distill_config, run_dir: Path, state, budget=None,
+def run_student(method, seed, data, cache, smoke, distill_config, run_dir: Path, state, budget=None,
              n_steps_like: int | None = None, keep_scores: bool = False) -> dict:
     """Train and evaluate one student, or load its stored result; ``budget``: its label budget's record.
 
@@ -510,7 +510,7 @@ def run_experiment(
         if budget != ALL:
             labels["labelled_ecg_ids"] = supervised.ecg_ids.tolist()  # checked when the run is resumed
         runs.append(
-            _run_one(
+            run_student(
                 method,
                 seed,
                 run_data,
