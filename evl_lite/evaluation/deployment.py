@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from evl_lite.evaluation.efficiency import count_parameters, cpu_latency_ms
 from evl_lite.evaluation.metrics import macro_auc
+from evl_lite.explorers import TEMPLATE
 from evl_lite.models.output import check_state_shapes
 from evl_lite.models.student import ECGStudentCNN, StudentConfig
 from evl_lite.training.loop import window_starts
@@ -500,5 +501,5 @@ def edge_figure(rows: list[dict[str, Any]], title: str = "what each version cost
         values = [r[key] for r in rows]
         fig.add_trace(go.Bar(x=names, y=values, marker_color=colour, showlegend=False,
                              text=[f"{v:.3g}" for v in values], textposition="outside"), row=1, col=col)
-    fig.update_layout(title=title, template="plotly_white", height=420, width=1050)
+    fig.update_layout(title=title, template=TEMPLATE, height=420, width=1050)
     return fig

@@ -49,6 +49,7 @@ from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
 from evl_lite.constants import LEADS, SUPERCLASSES
+from evl_lite.explorers import TEMPLATE
 from evl_lite.explorers.ecg_plots import display_lead
 from evl_lite.training.loop import window_starts
 
@@ -469,7 +470,7 @@ def pr_figure(y_true: Any, scores: Any, classes: Sequence[str] = SUPERCLASSES,
                                                                                     shape="hv"),
                                      name=f"{name} (AP {average_precision(y[:, c], s[:, c]):.3f}, "
                                           f"prevalence {y[:, c].mean():.2f})"))
-    fig.update_layout(title=title, template="plotly_white", width=560, height=480, xaxis_title="recall",
+    fig.update_layout(title=title, template=TEMPLATE, width=560, height=480, xaxis_title="recall",
                       yaxis_title="precision", xaxis_range=[0, 1.01], yaxis_range=[0, 1.02])
     return fig
 
@@ -493,7 +494,7 @@ def reliability_figure(y_true: Any, probs: Any, classes: Sequence[str] = SUPERCL
                                                "%{customdata} records<extra></extra>"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#7f7f7f", dash="dash"),
                              name="calibrated"))
-    fig.update_layout(title=title, template="plotly_white", width=560, height=520,
+    fig.update_layout(title=title, template=TEMPLATE, width=560, height=520,
                       xaxis_title="mean predicted probability (bin)",
                       yaxis_title="fraction of positives (bin)")
     fig.update_xaxes(range=[0, 1])
@@ -522,7 +523,7 @@ def relevance_grid_figure(grids: Mapping[str, np.ndarray], starts: np.ndarray, e
                                                + "</extra>"), row=1, col=i)
         fig.update_xaxes(title_text="time (s)", row=1, col=i)
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(title=title, template="plotly_white", height=420, width=420 * len(names) + 80,
+    fig.update_layout(title=title, template=TEMPLATE, height=420, width=420 * len(names) + 80,
                       coloraxis=dict(colorscale="RdBu", reversescale=True, cmin=-1, cmax=1,
                                      colorbar=dict(title="relative<br>drop")))
     return fig
@@ -536,6 +537,6 @@ def lead_relevance_figure(values: Mapping[str, Any], title: str = "relevance per
     for i, (name, v) in enumerate(values.items()):
         fig.add_trace(go.Bar(x=leads, y=np.asarray(v, dtype=np.float64), name=name,
                              marker_color=PALETTE[i % 5]))
-    fig.update_layout(title=title, template="plotly_white", barmode="group", height=360,
+    fig.update_layout(title=title, template=TEMPLATE, barmode="group", height=360,
                       yaxis_title=yaxis_title)
     return fig

@@ -5,3 +5,10 @@ curves, ROC, attention), ``widgets`` (the preprocessing explorer) and one explor
 component: ``attention`` (cross-attention), ``transport`` (optimal transport), ``relation``
 (relation matching).
 """
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+# Every figure: plotly_white, with the toolbar down the right edge so a long title never runs under it.
+pio.templates["evl"] = go.layout.Template(layout={"modebar": {"orientation": "v"}})
+TEMPLATE = "plotly_white+evl"

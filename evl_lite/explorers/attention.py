@@ -32,6 +32,7 @@ from IPython.display import display
 from plotly.subplots import make_subplots
 
 from evl_lite.constants import LEADS
+from evl_lite.explorers import TEMPLATE
 from evl_lite.explorers.ecg_plots import display_lead
 from evl_lite.explorers.model_plots import (
     SHADE,
@@ -243,7 +244,7 @@ def attention_map_figure(attention_map: Any, teacher_layout: TokenLayout, title:
     fig.update_xaxes(tickvals=((starts + ends - 1) / 2).tolist(), title_text="teacher token (lead block)",
                      ticktext=[display_lead(LEADS[lead[s]]) for s in starts])
     fig.update_yaxes(title_text="student position", autorange="reversed")
-    fig.update_layout(title=title, template="plotly_white", height=380)
+    fig.update_layout(title=title, template=TEMPLATE, height=380)
     return fig
 
 
@@ -257,7 +258,7 @@ def lead_shares_figure(shares: Any, centres_s: Any, title: str = "attention per 
                                colorbar=dict(title="share"),
                                hovertemplate="student at %{x:.2f} s, lead %{y}: %{z:.3f}<extra></extra>"))
     fig.update_layout(title=f"{title}<br><sup>equal shares: {1 / len(LEADS):.3f} per lead</sup>",
-                      template="plotly_white", height=420, xaxis_title="student position: centre (s)")
+                      template=TEMPLATE, height=420, xaxis_title="student position: centre (s)")
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -279,7 +280,7 @@ def side_by_side_figure(states: Mapping[str, Mapping[str, Any]], title: str = ""
         _mark_student(fig, states[name], row=i, col=1)
         fig.update_yaxes(autorange="reversed", row=i, col=1)
     fig.update_xaxes(title_text="time (s), centre of each token's span", row=len(names), col=1)
-    fig.update_layout(title=title, template="plotly_white", height=120 + 300 * len(names))
+    fig.update_layout(title=title, template=TEMPLATE, height=120 + 300 * len(names))
     return fig
 
 

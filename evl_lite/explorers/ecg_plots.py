@@ -31,6 +31,7 @@ from scipy.signal import welch
 from evl_lite.constants import LEADS
 from evl_lite.data.ptbxl import canonical_lead_name
 from evl_lite.errors import ECGDataError
+from evl_lite.explorers import TEMPLATE
 
 # ECG paper: paper speed and gain, and the grid they imply.
 MM_PER_S = 25.0  # paper speed, mm per second
@@ -343,7 +344,7 @@ def before_after_figure(x_before: np.ndarray, x_after: np.ndarray, fs: float, le
         fig.add_trace(go.Scatter(x=tb[sb], y=np.asarray(overlay, dtype=float)[sb], mode="lines",
                                  line=dict(color=PEAK, width=2, dash="dash"), name=overlay_name),
                       row=1, col=1)
-    fig.update_layout(title=f"lead {name}", height=480, template="plotly_white",
+    fig.update_layout(title=f"lead {name}", height=480, template=TEMPLATE,
                       legend=dict(orientation="h", y=-0.15))
     fig.update_xaxes(title_text="time (s)", row=2, col=1)
     fig.update_yaxes(title_text="mV")
@@ -403,7 +404,7 @@ def rpeaks_figure(lead_signal_: np.ndarray, peaks: np.ndarray, fs: float, lead: 
                    name=f"{peaks.size} R peaks"),
     ])
     rate = "" if heart_rate is None else f": heart rate {heart_rate:.0f} bpm"
-    fig.update_layout(title=f"R peaks in lead {display_lead(lead)}{rate}", template="plotly_white",
+    fig.update_layout(title=f"R peaks in lead {display_lead(lead)}{rate}", template=TEMPLATE,
                       height=320, xaxis_title="time (s)", yaxis_title="mV",
                       legend=dict(orientation="h", y=-0.3))
     return fig
@@ -492,7 +493,7 @@ def spectrum_figure(signals: Mapping[str, np.ndarray], fs: float, title: str = "
                                  line=dict(color=colours[i % len(colours)], width=1.2)))
     for hz in marks_hz:
         fig.add_vline(x=hz, line=dict(color=PEAK, dash="dot", width=1))
-    fig.update_layout(title=title, template="plotly_white", height=330, xaxis_title="frequency (Hz)",
+    fig.update_layout(title=title, template=TEMPLATE, height=330, xaxis_title="frequency (Hz)",
                       yaxis_title="power (mV²/Hz)", legend=dict(orientation="h", y=-0.25))
     fig.update_yaxes(type="log", exponentformat="power", range=log_range([psd for _, psd in spectra]))
     fig.update_xaxes(range=[0.0, fs / 2])
@@ -539,7 +540,7 @@ def label_efficiency_figure(
     fig.update_xaxes(type="log", title="labelled training records", tickvals=ticks,
                      ticktext=[str(t) for t in ticks])
     fig.update_layout(title="label efficiency: test macro-AUC (mean ± sd over seeds)",
-                      template="plotly_white", yaxis_title="test macro-AUC", height=460,
+                      template=TEMPLATE, yaxis_title="test macro-AUC", height=460,
                       legend=dict(orientation="h", y=-0.2))
     return fig
 

@@ -33,6 +33,7 @@ from plotly.subplots import make_subplots
 
 from evl_lite.constants import LEADS, SUPERCLASSES
 from evl_lite.errors import ECGDataError
+from evl_lite.explorers import TEMPLATE
 from evl_lite.explorers.ecg_plots import display_lead, lead_index, time_axis
 from evl_lite.models.output import TokenLayout
 
@@ -283,7 +284,7 @@ def comparison_rows(results: Mapping[str, Mapping[str, Any]], reference: str) ->
 def _stacked(n_rows: int, titles: Sequence[str], height_per_row: int = 110) -> go.Figure:
     fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         row_titles=list(titles))
-    fig.update_layout(template="plotly_white", height=90 + height_per_row * n_rows,
+    fig.update_layout(template=TEMPLATE, height=90 + height_per_row * n_rows,
                       margin=dict(l=50, r=60, t=70, b=40), legend=dict(orientation="h", y=-0.08))
     fig.update_xaxes(title_text="time (s)", row=n_rows, col=1)
     return fig
@@ -393,7 +394,7 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, Any]]], left: Ma
                           secondary_y=key in right and key not in left)
         if best_epochs and run in best_epochs:
             fig.add_vline(x=best_epochs[run] + 1, line=dict(color=colour, dash="dot", width=1))
-    fig.update_layout(title=title, template="plotly_white", height=380, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title=title, template=TEMPLATE, height=380, legend=dict(orientation="h", y=-0.2))
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(title_text=left_title, secondary_y=False)
     if right:
@@ -420,7 +421,7 @@ def roc_figure(y_true: Any, scores: Any, classes: Sequence[str] = SUPERCLASSES,
                                      name=f"{name} (AUC {auc:.3f}, {int(y[:, c].sum())} pos.)"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="#7f7f7f", dash="dash"),
                              name="chance"))
-    fig.update_layout(title=title, template="plotly_white", width=560, height=520,
+    fig.update_layout(title=title, template=TEMPLATE, width=560, height=520,
                       xaxis_title="false-positive rate (1 - specificity)",
                       yaxis_title="true-positive rate (sensitivity)", legend=dict(x=0.45, y=0.05))
     fig.update_yaxes(scaleanchor="x", scaleratio=1, range=[0, 1.01])
@@ -439,7 +440,7 @@ def attention_grid_figure(values: Any, layout: TokenLayout, title: str = "attent
         colorbar=dict(title="weight"),
         hovertemplate="%{y}, %{x:.2f} s: %{z:.4f}<extra></extra>",
     ))
-    fig.update_layout(title=title, template="plotly_white", height=120 + 24 * len(grid.leads),
+    fig.update_layout(title=title, template=TEMPLATE, height=120 + 24 * len(grid.leads),
                       xaxis_title="time (s), centre of each token's span")
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -529,7 +530,7 @@ def per_class_auc_figure(per_class: Mapping[str, Mapping[str, float | None]],
                             marker_color=PALETTE[m % len(PALETTE)])
                      for m, (model, aucs) in enumerate(per_class.items())])
     fig.add_hline(y=0.5, line=dict(color="#7f7f7f", dash="dash"))
-    fig.update_layout(title=title, barmode="group", template="plotly_white", height=360, yaxis_title="AUC",
+    fig.update_layout(title=title, barmode="group", template=TEMPLATE, height=360, yaxis_title="AUC",
                       yaxis_range=[0.4, 1.0], legend=dict(orientation="h", y=-0.15))
     return fig
 

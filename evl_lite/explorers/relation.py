@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from evl_lite.distillation.relation import angle_relation, distance_relation
 from evl_lite.distillation.time_bins import bin_tokens, common_bins
+from evl_lite.explorers import TEMPLATE
 from evl_lite.explorers.model_plots import PALETTE
 from evl_lite.explorers.widgets import figure_bundle
 from evl_lite.models.output import ModelOutput
@@ -127,7 +128,7 @@ def relation_figure(state: Mapping[str, Any]) -> go.Figure:
                                  hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
     axis = "time bin" if state["kind"] == "token_distance" else "record"
     fig.update_layout(title=f"{status_text(state).split(':')[0]}: smooth-L1 mismatch {state['mismatch']:.4f}",
-                      template="plotly_white", height=420,
+                      template=TEMPLATE, height=420,
                       coloraxis=dict(colorscale="Viridis", cmin=low, cmax=high,
                                      colorbar=dict(title="cos" if state["kind"] == "angle" else "psi_D")))
     fig.update_xaxes(title_text=axis)

@@ -37,6 +37,7 @@ from plotly.subplots import make_subplots
 
 from evl_lite.constants import LEADS
 from evl_lite.distillation.optimal_transport import MARGINALS, cosine_cost, sinkhorn_plans, token_marginals
+from evl_lite.explorers import TEMPLATE
 from evl_lite.explorers.ecg_plots import display_lead
 from evl_lite.explorers.model_plots import PALETTE
 from evl_lite.explorers.widgets import figure_bundle
@@ -181,7 +182,7 @@ def plan_figure(state: Mapping[str, Any], title: str | None = None) -> go.Figure
                      title_text="teacher token (one block of patches per lead)")
     fig.update_yaxes(title_text="student position", autorange="reversed")
     fig.update_layout(title=title or f"transport plan P* (eps = {state['reg']:.3g}, {state['marginals']} "
-                                     f"marginals)", template="plotly_white", height=380)
+                                     f"marginals)", template=TEMPLATE, height=380)
     return fig
 
 
@@ -203,7 +204,7 @@ def marginals_figure(state: Mapping[str, Any]) -> go.Figure:
                      row=1, col=2)
     fig.update_yaxes(title_text="mass", rangemode="tozero")
     fig.update_layout(title=f"marginals (largest error {state['marginal_error']:.1e})",
-                      template="plotly_white", height=320, bargap=0.1, legend=dict(orientation="h", y=-0.25))
+                      template=TEMPLATE, height=320, bargap=0.1, legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -224,7 +225,7 @@ def lead_mass_figure(state_or_mass: Any, title: str = "which teacher leads each 
                                colorbar=dict(title="share"),
                                hovertemplate="student %{x}, lead %{y}: %{z:.3f}<extra></extra>"))
     fig.update_layout(title=f"{title}<br><sup>share of each position's mass; equal shares: "
-                            f"{1 / len(LEADS):.3f} per lead</sup>", template="plotly_white", height=420,
+                            f"{1 / len(LEADS):.3f} per lead</sup>", template=TEMPLATE, height=420,
                       xaxis_title="student position")
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -252,7 +253,7 @@ def plan_lines_figure(x: Any, y: Any, plan: Any, title: str = "transport plan", 
     for pts, mass, colour, label in ((xs, p.sum(1), STUDENT, labels[0]), (ys, p.sum(0), TEACHER, labels[1])):
         fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", name=label,
                                  marker=dict(color=colour, size=6 + 24 * mass / max(mass.max(), 1e-300))))
-    fig.update_layout(title=title, template="plotly_white", width=520, height=480,
+    fig.update_layout(title=title, template=TEMPLATE, width=520, height=480,
                       legend=dict(orientation="h", y=-0.12))
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig

@@ -36,6 +36,7 @@ from evl_lite.data.preprocessing import (
     signal_quality,
 )
 from evl_lite.errors import ECGDataError
+from evl_lite.explorers import TEMPLATE
 from evl_lite.explorers.ecg_plots import (
     AFTER,
     BEFORE,
@@ -148,7 +149,7 @@ def explorer_figure() -> go.Figure:
                              showlegend=False), row=2, col=1)
     fig.add_trace(go.Scatter(mode="lines", line=dict(color=AFTER, width=1.2), name="filtered spectrum",
                              showlegend=False), row=2, col=1)
-    fig.update_layout(height=560, template="plotly_white", legend=dict(orientation="h", y=1.08, x=0.0),
+    fig.update_layout(height=560, template=TEMPLATE, legend=dict(orientation="h", y=1.08, x=0.0),
                       margin=dict(t=90))
     fig.update_xaxes(title_text="time (s)", range=[0.0, 5.0], row=1, col=1)
     fig.update_yaxes(title_text="mV", row=1, col=1)
