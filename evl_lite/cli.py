@@ -109,7 +109,7 @@ def _distill_arg(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _grid_arg(text: str) -> dict:
+def _grid_arg(text: str) -> dict | list:
     from evl_lite.experiments.tuning import grid_configs
 
     try:
@@ -451,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", default=None, help="dataset directory (required for --data ptbxl)")
     p.add_argument("--method", type=lambda t: _methods_arg(t)[0], default="evl", help="the method to tune")
     p.add_argument("--grid", type=_grid_arg, required=True,
-                   help='settings and the values to try, as JSON: \'{"ot_weight": [0.5, 1, 2]}\'')
+                   help="settings to try, as JSON: every combination of '{\"ot_weight\": [0.5, 1, 2]}', "
+                   "or a list of configurations '[{}, {\"ot_weight\": 2}]'")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--transfer", default=None, help="unlabelled records the distillation losses also read")
     p.add_argument("--out", required=True)

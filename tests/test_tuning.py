@@ -19,6 +19,8 @@ def test_the_grid_is_every_combination_and_bad_settings_are_named():
         grid_configs({"ot_wieght": [1]})
     with pytest.raises(ValueError, match="non-empty list"):
         grid_configs({"ot_weight": []})
+    one_at_a_time = grid_configs([{}, {"ot_weight": 2.0}, {"kd_weight": 2.0}])
+    assert [config_label(c) for c in one_at_a_time] == ["default", "ot_weight=2.0", "kd_weight=2.0"]
     with pytest.raises(ValueError, match="JSON object"):
         DistillConfig.from_json("[1, 2]")
 

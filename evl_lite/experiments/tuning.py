@@ -4,9 +4,10 @@
 ``[--transfer DIR]``
 
 The grid is a JSON object of :class:`~evl_lite.distillation.evl.DistillConfig` fields, each with a
-list of values (``'{"ot_weight": [0.5, 1, 2], "relation_weight": [1, 4]}'``); every combination is
-one configuration. Each is trained for every seed on the training split (with the same teacher,
-initial weights and batches per seed as the experiment), and scored by the mean over seeds of its
+list of values (``'{"ot_weight": [0.5, 1, 2], "relation_weight": [1, 4]}'``; every combination is
+one configuration), or a JSON list of configurations (``'[{}, {"ot_weight": 2}]'``). Each is
+trained for every seed on the training split (with the same teacher, initial weights and batches
+per seed as the experiment), and scored by the mean over seeds of its
 best-epoch validation macro-AUC. **The test split is never read**: it is dropped from the data
 before anything trains. Finished runs are kept (``runs/<configuration>/seed<k>/result.json``), so an
 interrupted search resumes. ``tuning.json`` and ``tuning.md`` list every configuration, best first,
@@ -37,10 +38,17 @@ from evl_lite.training.loop import window_starts
 from evl_lite.training.recipes import distill_student, resolve_teacher, student_recipe
 
 
-def grid_configs(grid: dict[str, list]) -> list[DistillConfig]:
-    """Every combination of the grid's values, as configs (the defaults elsewhere); bad fields are errors."""
+def grid_configs(grid: dict[str, list] | list[dict]) -> list[DistillConfig]:
+    """The configurations of a grid (the defaults elsewhere); bad settings are errors.
+
+    A JSON object of setting -> list of values: every combination. A JSON list of objects: each
+    object one configuration (``[{}, {"ot_weight": 2}]``: the defaults, then one change).
+    """
+    if isinstance(grid, list) and grid and all(isinstance(c, dict) for c in grid):
+        return [DistillConfig.from_json(json.dumps(c)) for c in grid]
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
-        raise ValueError("the grid must be a JSON object of setting -> non-empty list of values")
+        raise ValueError("the grid must be a JSON object of setting -> non-empty list of values, "
+                         "or a list of objects, one per configuration")
     names = list(grid)
     return [
         DistillConfig.from_json(json.dumps(dict(zip(names, values, strict=True))))
