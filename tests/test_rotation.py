@@ -148,3 +148,18 @@ def test_rotate_refuses_label_budgets_and_transfer_records(tmp_path):
         text=True,
     )
     assert proc.returncode != 0 and "--folds rotate trains every method with every label" in proc.stderr
+
+
+def test_the_fold_reading_pairs_each_method_with_the_best_baseline_fold_by_fold(smoke_rotation):
+    from evl_lite.experiments.rotation import fold_comparisons, rotation_markdown
+
+    _, results = smoke_rotation
+    folds = fold_comparisons(results, n_boot=200)
+    best = next(iter(results["summary"]["comparisons"].values()))["against"]
+    auc = {(r["method"], r["test_fold"]): r["macro_auc"] for r in results["runs"]}  # one seed
+    for m, row in folds.items():
+        assert row["mean"] == pytest.approx(np.mean([auc[m, k] for k in FOLDS]))
+        if m != best:
+            assert row["diff"] == pytest.approx(np.mean([auc[m, k] - auc[best, k] for k in FOLDS]))
+            assert row["ci95"][0] <= row["diff"] <= row["ci95"][1]
+    assert "mean fold macro-AUC" in rotation_markdown(results)
