@@ -12,13 +12,13 @@ the first one that did not.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.course.export import export_html
@@ -47,20 +47,6 @@ def list_notebooks(directory: Path | None = None) -> list[Path]:
 QUIET_ENVIRONMENT = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
-@contextlib.contextmanager
-def _quiet_progress_bars():
-    saved = {k: os.environ.get(k) for k in QUIET_ENVIRONMENT}
-    os.environ.update(QUIET_ENVIRONMENT)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[str, Any]:
     """Execute one notebook; returns {"status", "seconds", "metrics", "output", "error"?}."""
     import papermill as pm
@@ -73,7 +59,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[
     start = time.perf_counter()
     entry: dict[str, Any] = {"status": "ok", "output": str(executed)}
     try:
-        with _quiet_progress_bars():
+        with mock.patch.dict(os.environ, QUIET_ENVIRONMENT):  # restored afterwards
             pm.execute_notebook(
                 str(path),
                 str(executed),
