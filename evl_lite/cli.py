@@ -160,6 +160,16 @@ def _results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _headline(args: argparse.Namespace) -> int:
+    from evl_lite.experiments.headline import HEADLINE_FILE, headline_lines, write_headline
+
+    out = args.out or HEADLINE_FILE
+    result = write_headline(args.sources, out)
+    print("\n".join(headline_lines(result)))
+    print(f"written to {out}")
+    return 0
+
+
 def _notebooks(args: argparse.Namespace) -> int:
     from evl_lite.course.hygiene import check_notebooks, strip_notebooks
 
@@ -480,6 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("readme", help="the page holding the <!-- results:begin/end --> block (docs/results.md)")
     p.add_argument("dirs", nargs="+", help="experiment output directories, in the order to show them")
     p.set_defaults(func=_results)
+
+    p = commands.add_parser(
+        "headline", help="does EVL clear the paper's bar? one line per setting, from results.json files"
+    )
+    p.add_argument("sources", nargs="+", help="experiment directories, DIR or DIR@BUDGET (one label budget)")
+    p.add_argument("--out", default=None, help="where to write it (default: the reading notebook 07 prints)")
+    p.set_defaults(func=_headline)
 
     p = commands.add_parser(
         "teacher-student", help="train teacher and scratch student over seeds; test macro-AUC as JSON"

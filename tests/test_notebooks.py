@@ -205,6 +205,11 @@ def test_07_trains_every_method_and_reads_the_comparison(smoke_run):
     assert all(r["n_transfer"] > 0 for r in rows if r["n_labelled"] == n_few)
     reading = m["label_efficiency_reading"]
     assert len(reading) == 2 and all(line.startswith(f"{n_few} labels") for line in reading)
+    # the committed studies' reading, as shipped
+    from evl_lite.experiments.headline import load_headline
+
+    shipped = load_headline()["settings"]
+    assert m["committed_settings_clearing_bar"] == sum(s["clears_bar"] for s in shipped)
 
 
 def test_04_cross_attention_alignment_records_the_component(smoke_run):
