@@ -40,9 +40,12 @@ def course(tmp_path):
     return folder
 
 
-def test_a_failure_stops_the_run_naming_notebook_cell_and_error_then_resume_continues(course, tmp_path):
+def test_a_failure_stops_the_run_naming_notebook_cell_and_error_then_resume_continues(
+    course, tmp_path, capfd
+):
     out = tmp_path / "run"
     summary = run_collection("smoke", out_dir=out, directory=course)
+    assert "[IPKernelApp] WARNING" not in capfd.readouterr().err  # no kernel alarm in the terminal
     first, second = summary["notebooks"]["01_first.ipynb"], summary["notebooks"]["02_second.ipynb"]
     assert first["status"] == "ok" and first["metrics"] == {"smoke": True}
     assert second["status"] == "failed"

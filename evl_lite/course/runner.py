@@ -45,6 +45,9 @@ def list_notebooks(directory: Path | None = None) -> list[Path]:
 # Progress bars are for people watching; in an executed notebook they freeze into its saved outputs
 # ("Loading weights: 0/66"). The kernel inherits these: tqdm's own switch and Hugging Face's.
 QUIET_ENVIRONMENT = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+# The kernel's own log: ipykernel warns at every start that a local kernel talks over TCP
+# unencrypted (it listens on 127.0.0.1 only), a line an instructor would read as an alarm.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -67,6 +70,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict[str, Any]) -> dict[
                 kernel_name="python3",
                 cwd=str(path.parent),
                 progress_bar=False,
+                extra_arguments=KERNEL_ARGUMENTS,
             )
     except pm.PapermillExecutionError as exc:
         entry.update(
