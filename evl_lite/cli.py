@@ -161,12 +161,15 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _headline(args: argparse.Namespace) -> int:
-    from evl_lite.experiments.headline import HEADLINE_FILE, headline_lines, write_headline
+    from evl_lite.experiments.headline import HEADLINE_FILE, headline_lines, update_page, write_headline
 
     out = args.out or HEADLINE_FILE
     result = write_headline(args.sources, out)
     print("\n".join(headline_lines(result)))
     print(f"written to {out}")
+    if args.page:
+        changed = update_page(args.page, result)
+        print(f"{args.page}: headline block {'updated' if changed else 'already up to date'}")
     return 0
 
 
@@ -496,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sources", nargs="+", help="experiment directories, DIR or DIR@BUDGET (one label budget)")
     p.add_argument("--out", default=None, help="where to write it (default: the reading notebook 07 prints)")
+    p.add_argument("--page", default=None, help="also rewrite this page's <!-- headline:begin/end --> block")
     p.set_defaults(func=_headline)
 
     p = commands.add_parser(

@@ -10,10 +10,13 @@ import pytest
 from evl_lite.errors import ECGDataError
 from evl_lite.experiments.headline import (
     HEADLINE_FILE,
+    PAGE_MARKERS,
     headline,
+    headline_block,
     headline_lines,
     load_headline,
     settings_of,
+    update_page,
     write_headline,
 )
 
@@ -27,6 +30,9 @@ def test_the_packaged_headline_is_what_its_committed_sources_regenerate(monkeypa
     monkeypatch.chdir(ROOT)
     assert headline(sources) == shipped, "headline.json differs: rerun the command it records"
     assert {s["setting"].split(",")[0] for s in shipped["settings"]} >= {"synthetic", "ptbxl-500"}
+    page = (ROOT / "docs" / "results.md").read_text()
+    begin, end = PAGE_MARKERS
+    assert page.split(begin)[1].split(end)[0].strip() == headline_block(shipped), "rerun it with --page"
 
 
 def _single_split(evl_gain: float, ci_low: float, budgets=(200, "all")) -> dict:
@@ -95,3 +101,7 @@ def test_missing_results_or_budget_are_errors_naming_them(tmp_path):
         headline([f"{tmp_path / 'exp'}@50"])
     written = write_headline([f"{tmp_path / 'exp'}@all"], tmp_path / "h.json")
     assert load_headline(tmp_path / "h.json") == written and HEADLINE_FILE.name == "headline.json"
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\n" + "\n".join(PAGE_MARKERS) + "\nafter\n")
+    assert update_page(page, written) and not update_page(page, written)  # written once, then unchanged
+    assert headline_block(written) in page.read_text() and page.read_text().endswith("after\n")

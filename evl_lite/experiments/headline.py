@@ -6,9 +6,10 @@ its 95% bootstrap interval, whether d clears the paper's bar (d >= +0.01 with th
 zero), the teacher, and what each component adds: EVL minus EVL without it, the mean over seeds
 of the paired test macro-AUC differences.
 
-``python -m evl_lite headline results/DIR[@BUDGET] ...`` writes ``headline.json`` beside this
-module from committed results; a test regenerates it from the sources it names, so notebook 07
-prints in Colab (where ``results/`` is not installed) the numbers the results page shows.
+``python -m evl_lite headline results/DIR[@BUDGET] ... --page docs/results.md`` writes
+``headline.json`` beside this module from committed results, and the same lines into the page's
+``<!-- headline:begin/end -->`` block; tests regenerate both from the sources named, so notebook
+07 prints in Colab (where ``results/`` is not installed) the numbers the results page shows.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evl_lite.atomic import write_json_atomic
+from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.data.label_budget import ALL
 from evl_lite.distillation.names import ABLATIONS, BASELINES, EVL_COMPONENTS
 from evl_lite.errors import ECGDataError
 
 HEADLINE_FILE = Path(__file__).with_name("headline.json")
+PAGE_MARKERS = ("<!-- headline:begin -->", "<!-- headline:end -->")
 BAR = 0.01  # the margin the paper reports over its best baseline (up to +2.4 AUC points)
 COMPONENT_NAMES = {
     "cross_attention": "cross-attention alignment",
@@ -149,3 +151,20 @@ def headline_lines(result: dict) -> list[str]:
             gains = ", ".join(f"{COMPONENT_NAMES[c]} {g:+.4f}" for c, g in s["component_gain"].items())
             lines.append(f"    what each component adds (EVL minus EVL without it): {gains}")
     return lines
+
+
+def headline_block(result: dict) -> str:
+    """The lines as a results page shows them: a text block under the command that wrote them."""
+    return f"```text\n$ {result['command']}\n" + "\n".join(headline_lines(result)) + "\n```"
+
+
+def update_page(page: str | Path, result: dict) -> bool:
+    """Rewrite ``page``'s headline block with ``result``; True if it changed."""
+    from evl_lite.experiments.results_page import replace_section
+
+    path = Path(page)
+    old = path.read_text()
+    new = replace_section(old, headline_block(result), *PAGE_MARKERS)
+    if new != old:
+        write_text_atomic(path, new)
+    return new != old

@@ -35,13 +35,13 @@ def results_section(result_dirs: list[str | os.PathLike]) -> str:
     return "\n".join(parts)
 
 
-def replace_section(text: str, section: str) -> str:
+def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
     """``text`` with the part between the markers replaced by ``section`` (markers kept)."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ValueError(f"the page must hold one {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{section.strip()}\n{END}{tail}"
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"the page must hold one {begin} ... {end} block")
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{section.strip()}\n{end}{tail}"
 
 
 def update_readme(readme: str | os.PathLike, result_dirs: list[str | os.PathLike]) -> bool:
