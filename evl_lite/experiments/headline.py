@@ -95,7 +95,7 @@ def settings_of(results: dict, source: str, budget: str | None = None) -> list[d
                 source, f"no EVL run compared with a baseline (methods {', '.join(s['table'])})"
             )
         labels = (
-            f"all {results['n_train']} labels"
+            f"all {results['n_train']:,} labels"
             if b["labelled"] == ALL
             else f"{b['labelled']} labels + {b['n_transfer']:,} transfer records"
         )
