@@ -379,7 +379,7 @@ def test_an_exported_notebook_renders_equations_figures_and_explorer_offline(tmp
             return r if 0 < r["svgPlots"] == r["plots"] else None
 
         page = wait_for(drawn, 60, "plotly figures drawn in the offline export")
-        screenshot(driver, "offline_export_05")
+        screenshot(driver, "offline_export_05.png")
     finally:
         driver.quit()
     assert "$$" not in page["text"] and "\\frac" not in page["text"], "an equation was left as LaTeX"
