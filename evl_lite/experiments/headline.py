@@ -19,7 +19,7 @@ from pathlib import Path
 
 from evl_lite.atomic import write_json_atomic, write_text_atomic
 from evl_lite.data.label_budget import ALL
-from evl_lite.distillation.names import ABLATIONS, BASELINES, EVL_COMPONENTS
+from evl_lite.distillation.names import BASELINES, EVL_COMPONENTS
 from evl_lite.errors import ECGDataError
 
 HEADLINE_FILE = Path(__file__).with_name("headline.json")
@@ -52,7 +52,6 @@ def _setting(name: str, source: str, aucs: dict, comparisons: dict, teacher: flo
         "best_baseline": best,
         "evl_vs_best": {"mean": d, "ci95": ci},
         "clears_bar": bool(d >= BAR and ci[0] > 0),
-        "ablations_vs_best": {m: comparisons[m]["mean"] for m in ABLATIONS if m in comparisons},
         # EVL - EVL without the component: the mean of paired differences is the difference of means
         "component_gain": {
             c: aucs["evl"] - aucs[f"evl-no-{c}"] for c in EVL_COMPONENTS if f"evl-no-{c}" in aucs
