@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evl_lite.atomic import write_json_atomic, write_text_atomic
+from evl_lite.atomic import write_json_atomic
 from evl_lite.data.label_budget import ALL
 from evl_lite.distillation.names import BASELINES, EVL_COMPONENTS
 from evl_lite.errors import ECGDataError
@@ -159,11 +159,6 @@ def headline_block(result: dict) -> str:
 
 def update_page(page: str | Path, result: dict) -> bool:
     """Rewrite ``page``'s headline block with ``result``; True if it changed."""
-    from evl_lite.experiments.results_page import replace_section
+    from evl_lite.experiments.results_page import rewrite_block
 
-    path = Path(page)
-    old = path.read_text()
-    new = replace_section(old, headline_block(result), *PAGE_MARKERS)
-    if new != old:
-        write_text_atomic(path, new)
-    return new != old
+    return rewrite_block(page, headline_block(result), *PAGE_MARKERS)

@@ -44,11 +44,16 @@ def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END)
     return f"{head}{begin}\n{section.strip()}\n{end}{tail}"
 
 
-def update_readme(readme: str | os.PathLike, result_dirs: list[str | os.PathLike]) -> bool:
-    """Rewrite the results block of ``readme``; True if it changed."""
-    path = Path(readme)
+def rewrite_block(page: str | os.PathLike, section: str, begin: str = BEGIN, end: str = END) -> bool:
+    """Replace the block between ``begin`` and ``end`` in the file ``page``; True if it changed."""
+    path = Path(page)
     old = path.read_text()
-    new = replace_section(old, results_section(result_dirs))
+    new = replace_section(old, section, begin, end)
     if new != old:
         write_text_atomic(path, new)
     return new != old
+
+
+def update_readme(readme: str | os.PathLike, result_dirs: list[str | os.PathLike]) -> bool:
+    """Rewrite the results block of ``readme``; True if it changed."""
+    return rewrite_block(readme, results_section(result_dirs))
